@@ -1,0 +1,30 @@
+# Two commands on a fresh machine (Python 3.11): `make demo` and `make test`.
+# Each sets up .venv first (CPU torch when there is no GPU), so either works on its own.
+PY ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+export HF_HUB_OFFLINE ?= 1
+export RAY_USAGE_STATS_ENABLED ?= 0
+
+.PHONY: setup demo test bench clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	@if ! command -v nvidia-smi >/dev/null 2>&1 && ! $(BIN)/python -c "import torch" 2>/dev/null; then \
+		echo "no GPU: installing the CPU build of torch"; \
+		$(BIN)/pip install -q torch --index-url https://download.pytorch.org/whl/cpu || $(BIN)/pip install -q torch==2.13.0; \
+	fi
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+demo: setup
+	$(BIN)/raybatch run jobs/specs/sample_clean.yaml --overwrite
+
+test: setup
+	$(BIN)/python -m pytest -q -x --durations=15
+
+clean:
+	rm -rf out .pytest_cache

@@ -1,0 +1,77 @@
+"""Command line: `raybatch run|validate …` (also `python -m jobs`).
+
+Exit codes: 0 success (or already done), 1 the job failed while running, 2 bad spec, input or usage,
+3 another run holds the job's lock. Our own errors print one line; real bugs keep their traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import List, Optional
+
+import typer
+
+from jobs.errors import RaybatchError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Batch ML data jobs on Ray: clean, generate, translate, summarize, augment.")
+
+SetOption = typer.Option(None, "--set", metavar="KEY=VALUE", help="Override a spec key by dotted path "
+                         "(output.path=/tmp/x, stages.0.column=body); repeatable.")
+DateOption = typer.Option(None, "--date", metavar="YYYY-MM-DD", help="Fills {date} in paths (default: today, UTC).")
+
+
+def _fail(exc: RaybatchError) -> None:
+    typer.echo(f"error: {exc}", err=True)
+    raise typer.Exit(exc.exit_code)
+
+
+@app.command()
+def validate(spec: str = typer.Argument(..., help="Job spec (YAML)"),
+             set_: Optional[List[str]] = SetOption, date: Optional[str] = DateOption) -> None:
+    """Check a spec end to end (keys, stages, input files and columns, models) without running it."""
+    from jobs.pipeline import plan_job
+    from jobs.spec import load_spec
+
+    try:
+        job = load_spec(spec, set_ or [], date)
+        plan = plan_job(job)
+    except RaybatchError as exc:
+        _fail(exc)
+    typer.echo(f"ok: {job.name}: {len(plan.files)} input file(s), {plan.rows_in} rows, "
+               f"{len(plan.shards)} shard(s), stages: {' → '.join(p.use for p in job.stages)}; "
+               f"output: {job.output.path}")
+
+
+@app.command()
+def run(spec: str = typer.Argument(..., help="Job spec (YAML)"),
+        date: Optional[str] = DateOption, set_: Optional[List[str]] = SetOption,
+        overwrite: bool = typer.Option(False, "--overwrite", help="Replace a committed output (atomically).")) -> None:
+    """Run a job on the local machine (embedded Ray), or on RAY_ADDRESS's cluster when set."""
+    from jobs.pipeline import plan_job, run_job
+    from jobs.report import print_summary
+    from jobs.spec import load_spec
+
+    try:
+        job = load_spec(spec, set_ or [], date)
+        plan = plan_job(job)
+        result = run_job(plan, overwrite=overwrite)
+    except RaybatchError as exc:
+        _fail(exc)
+    if result.skipped:
+        typer.echo(f"skipped: {result.output_path} is already committed (_SUCCESS present); "
+                   f"use --overwrite to redo it")
+        return
+    print_summary(result.manifest, result.output_path)
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

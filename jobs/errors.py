@@ -1,0 +1,31 @@
+"""The project's own error types; the CLI maps them to exit codes and prints one line."""
+
+
+class RaybatchError(Exception):
+    """Base of every error the CLI reports as one line instead of a traceback."""
+
+    exit_code = 1
+
+
+class SpecError(RaybatchError):
+    """The job spec is invalid: the message names the file and the key path."""
+
+    exit_code = 2
+
+
+class InputDataError(RaybatchError):
+    """An input file is missing, unreadable, corrupt or has the wrong columns."""
+
+    exit_code = 2
+
+
+class JobFailed(RaybatchError):
+    """The job started but could not finish; nothing was published."""
+
+    exit_code = 1
+
+
+class LockHeld(RaybatchError):
+    """Another run of the same job holds its lock."""
+
+    exit_code = 3

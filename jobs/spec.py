@@ -1,0 +1,177 @@
+"""Job specs: YAML → validated JobSpec, with `--set` overrides and errors that name the key path."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from jobs.errors import SpecError
+from jobs.stages.base import StageParams
+from jobs.stages.registry import stage_class
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
+
+
+class InputSpec(BaseModel):
+    """Where rows come from: a directory, glob, file or URI of Parquet files ({date} allowed)."""
+
+    model_config = ConfigDict(extra="forbid")
+    path: str
+    id_column: str | None = None
+    incremental: bool = False
+    shard_rows: int = Field(10_000, gt=0, description="rows per shard: the unit of work, commit and resume")
+
+
+class OutputSpec(BaseModel):
+    """Where the committed output goes ({name} and {date} allowed)."""
+
+    model_config = ConfigDict(extra="forbid")
+    path: str
+    compression: str = "zstd"
+
+
+class JobSpec(BaseModel):
+    """A whole job. `stages` holds each stage's own validated params model."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(pattern=NAME_PATTERN)
+    seed: int = 0
+    input: InputSpec
+    output: OutputSpec
+    stages: list[Any] = Field(min_length=1)
+    # Where the spec came from and the date it runs for; filled by load_spec, not by users.
+    source: str = Field("<spec>", exclude=True)
+    date: str = Field("", exclude=True)
+
+    @field_validator("stages")
+    @classmethod
+    def _stages_are_params(cls, stages: list[Any]) -> list[Any]:
+        for stage in stages:
+            if not isinstance(stage, StageParams):
+                raise ValueError("stages must be validated by parse_spec")
+        return stages
+
+    def resolved(self) -> dict:
+        """The spec as it runs (paths filled in), for the manifest."""
+        data = self.model_dump(mode="json")
+        data["stages"] = [s.model_dump(mode="json") for s in self.stages]
+        data["date"] = self.date
+        return data
+
+
+def today_utc() -> str:
+    return dt.datetime.now(dt.timezone.utc).date().isoformat()
+
+
+def load_spec(path: str | Path, overrides: list[str] | None = None, date: str | None = None) -> JobSpec:
+    """Read a YAML spec, apply `KEY=VALUE` overrides, validate it and fill {name}/{date} in paths."""
+    source = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpecError(f"{source}: spec file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError(f"{source}: cannot read spec: {exc}") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise SpecError(f"{source}: not valid YAML: {' '.join(str(exc).split())}") from None
+    if not isinstance(raw, dict):
+        raise SpecError(f"{source}: a spec is a YAML mapping with name, input, output and stages")
+    for item in overrides or []:
+        apply_override(raw, item, source)
+    return parse_spec(raw, source=source, date=date)
+
+
+def parse_spec(raw: dict, source: str = "<spec>", date: str | None = None) -> JobSpec:
+    """Validate a spec mapping; every error message starts with `source: key.path:`."""
+    date = date or today_utc()
+    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", date):
+        raise SpecError(f"--date {date!r}: expected YYYY-MM-DD")
+    raw = dict(raw)
+    raw_stages = raw.pop("stages", None)
+    stages: list[StageParams] = []
+    if isinstance(raw_stages, list):
+        for index, item in enumerate(raw_stages):
+            stages.append(_parse_stage(item, index, source))
+    try:
+        spec = JobSpec.model_validate({**raw, "stages": stages if raw_stages is not None else None,
+                                       "source": source, "date": date})
+    except ValidationError as exc:
+        if raw_stages is not None and not isinstance(raw_stages, list):
+            raise SpecError(f"{source}: stages: must be a list of stages") from None
+        raise SpecError(_first_error(exc, source)) from None
+    for field in (spec.input, spec.output):
+        field.path = fill_placeholders(field.path, spec.name, date)
+    return spec
+
+
+def fill_placeholders(path: str, name: str, date: str) -> str:
+    """Fill {name} and {date}; plain replace so other braces in a path are left alone."""
+    return path.replace("{name}", name).replace("{date}", date)
+
+
+def _parse_stage(item: Any, index: int, source: str) -> StageParams:
+    where = f"{source}: stages[{index}]"
+    if not isinstance(item, dict) or "use" not in item:
+        raise SpecError(f"{where}: each stage is a mapping with a 'use' key naming the stage")
+    cls = stage_class(item["use"], where=f"{where}.use")
+    try:
+        return cls.Params.model_validate(item)
+    except ValidationError as exc:
+        raise SpecError(_first_error(exc, source, prefix=f"stages[{index}]")) from None
+
+
+def _first_error(exc: ValidationError, source: str, prefix: str = "") -> str:
+    """One line for the first validation error: `file: key.path: message` (all of them if few)."""
+    lines = []
+    for error in exc.errors()[:3]:
+        loc = prefix
+        for part in error["loc"]:
+            loc += f"[{part}]" if isinstance(part, int) else (f".{part}" if loc else str(part))
+        message = error["msg"]
+        if error["type"] == "extra_forbidden":
+            message = "unknown key"
+        elif error["type"] == "missing":
+            message = "required key is missing"
+        message = message.replace("Input should be", "must be").replace("Value error, ", "")
+        for words, symbol in (("greater than or equal to", ">="), ("greater than", ">"),
+                              ("less than or equal to", "<="), ("less than", "<")):
+            message = message.replace(words, symbol)
+        lines.append(f"{loc or '(top level)'}: {message}")
+    return f"{source}: " + "; ".join(lines)
+
+
+def apply_override(raw: dict, item: str, source: str = "--set") -> None:
+    """Apply one `a.b.0.c=value` override in place; the value is parsed as YAML (1 → int, x → str)."""
+    if "=" not in item:
+        raise SpecError(f"--set {item!r}: expected KEY=VALUE, e.g. output.path=/tmp/out")
+    key, _, text = item.partition("=")
+    try:
+        value = yaml.safe_load(text) if text.strip() else ""
+    except yaml.YAMLError:
+        value = text
+    parts = key.strip().split(".")
+    node: Any = raw
+    for depth, part in enumerate(parts):
+        last = depth == len(parts) - 1
+        where = ".".join(parts[: depth + 1])
+        if isinstance(node, list):
+            if not part.isdigit() or int(part) >= len(node):
+                raise SpecError(f"--set {key}: {where}: no list item {part} (the list has {len(node)})")
+            if last:
+                node[int(part)] = value
+            else:
+                node = node[int(part)]
+        elif isinstance(node, dict):
+            if last:
+                node[part] = value
+            else:
+                node = node.setdefault(part, {})
+        else:
+            raise SpecError(f"--set {key}: {where}: cannot set a key inside a {type(node).__name__}")

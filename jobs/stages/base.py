@@ -1,0 +1,167 @@
+"""The stage contract: a stage is one callable class over pyarrow batches.
+
+A stage declares its params model, the columns it needs and the columns it adds, so a spec is
+checked end to end before Ray starts. `__init__` loads what the stage needs once per worker;
+`__call__(batch) -> batch` does the work. Rows a stage cannot process are marked with
+`mark_failed` instead of raising; `StageRunner` (plain Python, no Ray) routes them to the dead letter
+and isolates rows that make a stage raise.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import ClassVar
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from pydantic import BaseModel, ConfigDict, Field
+
+# Columns the runner adds to every row while it travels through the pipeline; never written as-is.
+SHARD = "_rb_shard"
+SOURCE = "_rb_source"  # True on exactly one output row per input row (the accounting invariant)
+ERROR_STAGE = "_rb_error_stage"
+ERROR_TYPE = "_rb_error_type"
+ERROR = "_rb_error"
+INTERNAL_COLUMNS = (SHARD, SOURCE, ERROR_STAGE, ERROR_TYPE, ERROR)
+ROW_ID = "row_id"
+
+
+class Resources(BaseModel):
+    """Where a stage's workers run: GPUs and CPUs per replica and how many replicas."""
+
+    model_config = ConfigDict(extra="forbid")
+    num_gpus: float = Field(0, ge=0)
+    num_cpus: float = Field(1, gt=0)
+    replicas: int = Field(1, ge=1)
+
+
+class StageParams(BaseModel):
+    """Params every stage accepts; a stage subclasses this with its own keys (unknown keys rejected)."""
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+    use: str
+    resources: Resources = Resources()
+
+
+@dataclass(frozen=True)
+class StageContext:
+    """What a stage knows about its place in the job: seeds derive from `seed`."""
+
+    job_name: str
+    seed: int
+    stage_index: int
+    stage_name: str
+
+
+class Stage:
+    """Base class of every stage. Subclasses set `name` and `Params` and implement `__call__`."""
+
+    name: ClassVar[str] = ""
+    Params: ClassVar[type[StageParams]] = StageParams
+    # Model stages run in a pool of long-lived actors (one model load each); others run as tasks.
+    uses_actors: ClassVar[bool] = False
+    # Stages that emit more rows than they get (augmentation) say so; the accounting allows it.
+    adds_rows: ClassVar[bool] = False
+
+    def __init__(self, params: StageParams, context: StageContext):
+        self.params = params
+        self.context = context
+        self._metrics: dict[str, float] = {}
+
+    @classmethod
+    def input_columns(cls, params: StageParams) -> dict[str, str]:
+        """Columns this stage reads, mapped to the kind it needs ('string' or 'any')."""
+        return {}
+
+    @classmethod
+    def output_columns(cls, params: StageParams) -> list[str]:
+        """Columns this stage adds (or rewrites)."""
+        return []
+
+    @classmethod
+    def preflight(cls, params: StageParams) -> None:
+        """Check outside resources (model paths, lexicons) before any work; raise SpecError."""
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        raise NotImplementedError
+
+    def count(self, key: str, value: float = 1) -> None:
+        """Add to a counter that lands in the manifest under this stage (tokens, per-op counts)."""
+        self._metrics[key] = self._metrics.get(key, 0) + value
+
+    def take_metrics(self) -> dict[str, float]:
+        metrics, self._metrics = self._metrics, {}
+        return metrics
+
+
+def mark_failed(batch: pa.Table, failures: dict[int, tuple[str, str]]) -> pa.Table:
+    """Return `batch` with rows `{index: (error_type, message)}` marked as failed."""
+    if not failures:
+        return batch
+    types = [failures[i][0] if i in failures else None for i in range(batch.num_rows)]
+    messages = [failures[i][1] if i in failures else None for i in range(batch.num_rows)]
+    batch = set_column(batch, ERROR_TYPE, pa.array(types, pa.string()))
+    return set_column(batch, ERROR, pa.array(messages, pa.string()))
+
+
+def set_column(table: pa.Table, name: str, values: pa.Array | pa.ChunkedArray) -> pa.Table:
+    """Replace `name` if present (keeping its position), else append it."""
+    index = table.schema.get_field_index(name)
+    if index >= 0:
+        return table.set_column(index, name, values)
+    return table.append_column(name, values)
+
+
+def failed_mask(batch: pa.Table) -> pa.Array:
+    if ERROR_TYPE not in batch.column_names:
+        return pa.array([False] * batch.num_rows)
+    return pc.is_valid(batch[ERROR_TYPE]).combine_chunks() if batch.num_rows else pa.array([], pa.bool_())
+
+
+class StageRunner:
+    """Runs one stage over a batch: skips rows already failed, isolates rows that raise,
+    stamps the stage name on new failures and reports rows in/out/dead and seconds."""
+
+    def __init__(self, stage: Stage):
+        self.stage = stage
+
+    def __call__(self, batch: pa.Table) -> tuple[pa.Table, dict]:
+        started = time.perf_counter()
+        failed = failed_mask(batch)
+        live = batch.filter(pc.invert(failed))
+        earlier_dead = batch.filter(failed)
+        out = self._call_isolating(live) if live.num_rows else live
+        new_failures = failed_mask(out)
+        stage_col = pc.if_else(new_failures, pa.scalar(self.stage.name), pa.scalar(None, pa.string()))
+        out = set_column(out, ERROR_STAGE, stage_col)
+        dead_now = pc.sum(new_failures).as_py() or 0
+        result = _concat([out, earlier_dead])
+        stats = {
+            "rows_in": live.num_rows,
+            "rows_out": out.num_rows - dead_now,
+            "rows_dead": dead_now,
+            "seconds": time.perf_counter() - started,
+            **self.stage.take_metrics(),
+        }
+        return result, stats
+
+    def _call_isolating(self, batch: pa.Table) -> pa.Table:
+        """Call the stage; if it raises, split the batch until the raising rows are alone."""
+        try:
+            return self.stage(batch)
+        except (MemoryError, KeyboardInterrupt, SystemExit):
+            raise
+        except Exception as exc:  # a row-level failure until shown otherwise
+            if batch.num_rows == 1:
+                return mark_failed(batch, {0: (type(exc).__name__, str(exc) or repr(exc))})
+            half = batch.num_rows // 2
+            return _concat([self._call_isolating(batch.slice(0, half)),
+                            self._call_isolating(batch.slice(half))])
+
+
+def _concat(tables: list[pa.Table]) -> pa.Table:
+    tables = [t for t in tables if t.num_columns]
+    if len(tables) == 1:
+        return tables[0]
+    return pa.concat_tables(tables, promote_options="permissive")
