@@ -20,10 +20,19 @@ def known_stages() -> list[str]:
 
 
 def stage_class(name: str, where: str = "use"):
-    """Import and return the stage class registered as `name`; unknown names list the known ones."""
+    """Import and return the stage class registered as `name`, or named as "package.module:Class"
+    (a user's own stage). Unknown names list the known ones."""
+    target = name if ":" in str(name) else STAGES.get(name)
+    if target is None:
+        raise SpecError(f"{where}: unknown stage {name!r}; known stages: {', '.join(known_stages())} "
+                        f"(or 'package.module:Class' for your own)")
+    module_name, _, class_name = target.partition(":")
     try:
-        target = STAGES[name]
-    except KeyError:
-        raise SpecError(f"{where}: unknown stage {name!r}; known stages: {', '.join(known_stages())}") from None
-    module_name, class_name = target.split(":")
-    return getattr(importlib.import_module(module_name), class_name)
+        cls = getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError) as exc:
+        raise SpecError(f"{where}: cannot import stage {target!r}: {exc}") from None
+    from jobs.stages.base import Stage
+
+    if not (isinstance(cls, type) and issubclass(cls, Stage)):
+        raise SpecError(f"{where}: {target!r} is not a Stage subclass")
+    return cls
