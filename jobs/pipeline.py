@@ -10,7 +10,7 @@ import hashlib
 import json
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import pyarrow as pa
 
@@ -20,6 +20,7 @@ from jobs.inputs import InputFile, Shard, list_input_files, plan_shards, read_sc
 from jobs.spec import JobSpec
 from jobs.stages.base import ROW_ID, Stage, StageContext, StageParams, StageRunner
 from jobs.stages.registry import stage_class
+from jobs.state import IncrementalState, JobLock, state_dir
 
 STRING_TYPES = (pa.types.is_string, pa.types.is_large_string, pa.types.is_binary, pa.types.is_large_binary,
                 pa.types.is_null)
@@ -35,7 +36,11 @@ class JobPlan:
     shards: list[Shard]
     stage_classes: list[type[Stage]]
     output: commit.OutputLocation
-    skipped_files: list[InputFile] = field(default_factory=list)
+
+    def with_files(self, files: list[InputFile]) -> "JobPlan":
+        """The same plan over a subset of the files (incremental runs); shards are renumbered."""
+        return JobPlan(self.spec, files, self.schema, plan_shards(files, self.spec.input.shard_rows),
+                       self.stage_classes, self.output)
 
     @property
     def rows_in(self) -> int:
@@ -58,7 +63,7 @@ class RunResult:
     seconds: float = 0.0
 
 
-def plan_job(spec: JobSpec, check_input: bool = True) -> JobPlan:
+def plan_job(spec: JobSpec) -> JobPlan:
     """Validate the job end to end without Ray; raise SpecError/InputDataError naming the place."""
     classes = [stage_class(p.use, where=f"{spec.source}: stages[{i}].use") for i, p in enumerate(spec.stages)]
     for index, (cls, params) in enumerate(zip(classes, spec.stages)):
@@ -67,8 +72,9 @@ def plan_job(spec: JobSpec, check_input: bool = True) -> JobPlan:
         except SpecError as exc:
             raise SpecError(f"{spec.source}: stages[{index}] ({params.use}): {exc}") from None
     output = commit.OutputLocation.for_uri(spec.output.path)
-    if not check_input:
-        return JobPlan(spec, [], pa.schema([]), [], classes, output)
+    if not output.is_local():
+        raise SpecError(f"{spec.source}: output.path: {spec.output.path}: only local or mounted paths can be "
+                        f"published atomically; mount the bucket (e.g. s3fs, gcsfuse) and give that path")
     fs, files = list_input_files(spec.input.path)
     schema = read_schema(fs, files)
     check_columns(spec, schema, classes, files[0].path)
@@ -110,8 +116,18 @@ def init_ray(num_cpus: int | None = None) -> None:
     if os.environ.get("RAY_ADDRESS"):
         ray.init(address=os.environ["RAY_ADDRESS"], logging_level="WARNING", log_to_driver=True)
     else:
+        _start_reaper()
         ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, logging_level="WARNING",
                  log_to_driver=True)
+
+
+def _start_reaper() -> None:
+    """A watcher in its own session that stops this embedded Ray if this process is killed."""
+    import subprocess
+    import sys
+
+    subprocess.Popen([sys.executable, "-m", "jobs.reaper", str(os.getpid())], start_new_session=True,
+                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def cluster_cpus_and_gpus() -> tuple[float, float]:
@@ -180,7 +196,7 @@ class StageActor:
         return _run_stage(self.runner, batch, self.index)
 
 
-def _make_sink(loc: commit.OutputLocation, input_columns: list[str], compression: str):
+def _make_sink(loc: commit.OutputLocation, input_columns: list[str], compression: str, shared: bool):
     from ray.data import Datasink
 
     class StagingSink(Datasink):
@@ -194,37 +210,47 @@ def _make_sink(loc: commit.OutputLocation, input_columns: list[str], compression
 
         @property
         def supports_distributed_writes(self) -> bool:
-            return loc.is_local()
+            # A local path is only the driver node's, unless every node mounts it.
+            return shared or not loc.is_local()
 
     return StagingSink()
 
 
 def run_job(plan: JobPlan, overwrite: bool = False) -> RunResult:
-    """Run the plan and publish its output once; an already committed output is skipped."""
+    """Run the plan under the job's lock and publish its output once; an output that is already
+    committed is skipped. Incremental jobs take only input files no earlier output committed."""
     started = time.time()
     spec, loc = plan.spec, plan.output
-    if loc.is_committed() and not overwrite:
-        return RunResult(loc.path, skipped=True)
-    started_at = commit.now_iso()
-    reused = commit.prepare_staging(loc, plan.fingerprint(), plan.shards)
-    done = {m["shard"] for m in reused}
-    todo = [s for s in plan.shards if s.index not in done]
-    new_markers: list[dict] = []
-    if todo:
-        new_markers = _execute(plan, todo)
-    markers = reused + new_markers
-    commit.check_accounting(markers, plan.shards)
-    manifest = commit.build_manifest(
-        spec_resolved=plan.spec.resolved(), seed=spec.seed, shards=plan.shards, markers=markers,
-        stage_names=[p.use for p in spec.stages], started_at=started_at,
-        extra={"shards_reused": len(done), "input_files": [f.path for f in plan.files]},
-    )
-    manifest["seconds"] = round(time.time() - started, 3)
-    commit.publish(loc, manifest, overwrite=overwrite)
+    directory = state_dir(spec.output_template or spec.output.path, spec.name)
+    with JobLock(directory, spec.name):
+        if loc.is_committed() and not overwrite:
+            return RunResult(loc.path, skipped=True)
+        started_at = commit.now_iso()
+        incremental = IncrementalState.for_job(directory, spec.name) if spec.input.incremental else None
+        if incremental is not None:
+            plan = plan.with_files(incremental.new_files(plan.files, loc.path))
+        reused = commit.prepare_staging(loc, plan.fingerprint(), plan.shards)
+        done = {m["shard"] for m in reused}
+        todo = [s for s in plan.shards if s.index not in done]
+        if todo:
+            _execute(plan, todo)
+        # The markers on disk are the record: reused shards' and this run's alike.
+        markers = commit.read_markers(loc)
+        commit.check_accounting(markers, plan.shards)
+        manifest = commit.build_manifest(
+            spec_resolved=spec.resolved(), seed=spec.seed, shards=plan.shards, markers=markers,
+            stage_names=[p.use for p in spec.stages], started_at=started_at,
+            extra={"shards_reused": len(done), "input_files": [f.path for f in plan.files],
+                   "incremental": incremental is not None},
+        )
+        manifest["seconds"] = round(time.time() - started, 3)
+        if incremental is not None:
+            incremental.record(plan.files, loc.path)  # counts only once _SUCCESS exists
+        commit.publish(loc, manifest, overwrite=overwrite)
     return RunResult(loc.path, skipped=False, manifest=manifest, seconds=time.time() - started)
 
 
-def _execute(plan: JobPlan, shards: list[Shard]) -> list[dict]:
+def _execute(plan: JobPlan, shards: list[Shard]) -> None:
     import ray
     from ray.data import DataContext
 
@@ -250,7 +276,7 @@ def _execute(plan: JobPlan, shards: list[Shard]) -> list[dict]:
         else:
             ds = ds.map_batches(StageTask(params_json, context), batch_size=None, batch_format="pyarrow",
                                 zero_copy_batch=True, num_cpus=min(params.resources.num_cpus, 1.0))
-    sink = _make_sink(plan.output, plan.schema.names, spec.output.compression)
+    sink = _make_sink(plan.output, plan.schema.names, spec.output.compression, spec.output.shared_filesystem)
     try:
         ds.write_datasink(sink)
     except RaybatchError:
@@ -260,7 +286,6 @@ def _execute(plan: JobPlan, shards: list[Shard]) -> list[dict]:
         if ours is not None:
             raise ours from None
         raise
-    return commit.read_markers(plan.output)
 
 
 def _read_batch(items: pa.Table, schema: pa.Schema, id_column: str | None, input_uri: str) -> pa.Table:

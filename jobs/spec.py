@@ -33,6 +33,7 @@ class OutputSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
     path: str
     compression: str = "zstd"
+    shared_filesystem: bool = Field(False, description="output is on storage every node mounts: write from any node")
 
 
 class JobSpec(BaseModel):
@@ -47,6 +48,7 @@ class JobSpec(BaseModel):
     # Where the spec came from and the date it runs for; filled by load_spec, not by users.
     source: str = Field("<spec>", exclude=True)
     date: str = Field("", exclude=True)
+    output_template: str = Field("", exclude=True)
 
     @field_validator("stages")
     @classmethod
@@ -106,6 +108,7 @@ def parse_spec(raw: dict, source: str = "<spec>", date: str | None = None) -> Jo
         if raw_stages is not None and not isinstance(raw_stages, list):
             raise SpecError(f"{source}: stages: must be a list of stages") from None
         raise SpecError(_first_error(exc, source)) from None
+    spec.output_template = spec.output.path
     for field in (spec.input, spec.output):
         field.path = fill_placeholders(field.path, spec.name, date)
     return spec

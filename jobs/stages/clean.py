@@ -12,7 +12,7 @@ import unicodedata
 from typing import Literal
 
 import pyarrow as pa
-from pydantic import model_validator
+from pydantic import Field, model_validator
 
 from jobs.stages.base import Stage, StageParams, mark_failed, set_column
 
@@ -25,18 +25,14 @@ _REMOVED = re.compile(r"[\x00-\x08\x0e-\x1f\x7f-\x84\x86-\x9f\u200b\ufeff\ufffe]
 class CleanParams(StageParams):
     column: str
     output_column: str | None = None
-    min_chars: int = 1
-    max_chars: int = 20_000
+    min_chars: int = Field(1, ge=0)
+    max_chars: int = Field(20_000, gt=0)
     normalize: Literal["NFC", "NFKC", "none"] = "NFC"
     collapse_whitespace: bool = True
     lowercase: bool = False
 
     @model_validator(mode="after")
     def _bounds(self):
-        if self.min_chars < 0:
-            raise ValueError("min_chars: must be >= 0")
-        if self.max_chars <= 0:
-            raise ValueError("max_chars: must be > 0")
         if self.min_chars > self.max_chars:
             raise ValueError(f"min_chars ({self.min_chars}) must be <= max_chars ({self.max_chars})")
         return self
