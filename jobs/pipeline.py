@@ -9,12 +9,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import time
 from dataclasses import dataclass
 
 import pyarrow as pa
 
-from jobs import commit
+from jobs import commit, errors
 from jobs.errors import InputDataError, RaybatchError, SpecError
 from jobs.inputs import InputFile, Shard, list_input_files, plan_shards, read_schema, read_shard, resolve_filesystem
 from jobs.spec import JobSpec
@@ -296,13 +297,20 @@ def _read_batch(items: pa.Table, schema: pa.Schema, id_column: str | None, input
 
 
 def _find_own_error(exc: BaseException) -> RaybatchError | None:
-    """Find one of our errors inside Ray's wrappers (RayTaskError keeps it as `cause`)."""
+    """Find one of our errors inside Ray's wrappers. Ray Data re-raises a worker's exception as
+    UserCodeException without its cause, so the class and message are read from the traceback text."""
     seen = set()
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
         if isinstance(exc, RaybatchError):
             return exc
+        text = str(exc)
+        matches = re.findall(r"jobs\.errors\.(\w+): (.+)", text)
+        if matches:
+            name, message = matches[-1]
+            cls = getattr(errors, name, None)
+            if isinstance(cls, type) and issubclass(cls, RaybatchError):
+                return cls(message.strip())
         cause = getattr(exc, "cause", None)
         exc = cause if isinstance(cause, BaseException) else (exc.__cause__ or exc.__context__)
     return None
-
