@@ -138,13 +138,15 @@ def cluster_cpus_and_gpus() -> tuple[float, float]:
     return resources.get("CPU", 1.0), resources.get("GPU", 0.0)
 
 
-def actor_pool_args(params: StageParams, total_cpus: float, total_gpus: float, actor_stages: int) -> dict:
-    """Size a model stage's actor pool from its `resources` and the cluster: GPUs only when the
-    cluster has them, and CPUs capped so read and write tasks always have room (no deadlock)."""
+def actor_pool_args(params: StageParams, total_cpus: float, total_gpus: float, actor_stages: int,
+                    cpu_fallback: bool = True) -> dict:
+    """Size a model stage's actor pool from its `resources` and the cluster, with CPUs capped so
+    read and write tasks always have room (no deadlock). With `cpu_fallback` (a local run), a
+    machine without GPUs runs the stage on CPU; a cluster keeps asking (its autoscaler adds GPUs)."""
     res = params.resources
-    num_gpus = res.num_gpus if total_gpus >= res.num_gpus > 0 else 0
+    num_gpus = res.num_gpus if (total_gpus >= res.num_gpus > 0 or not cpu_fallback) else 0
     replicas = res.replicas
-    if num_gpus:
+    if num_gpus and total_gpus:
         replicas = max(1, min(replicas, int(total_gpus // num_gpus)))
     spare_cpus = max(total_cpus - 1, 0.5)  # one CPU stays free for reading and writing
     per_stage_cpus = spare_cpus / max(actor_stages, 1)
@@ -273,7 +275,8 @@ def _execute(plan: JobPlan, shards: list[Shard]) -> None:
         if cls.uses_actors:
             ds = ds.map_batches(StageActor, fn_constructor_args=(params_json, context), batch_size=None,
                                 batch_format="pyarrow", zero_copy_batch=True,
-                                **actor_pool_args(params, total_cpus, total_gpus, actor_stages))
+                                **actor_pool_args(params, total_cpus, total_gpus, actor_stages,
+                                                  cpu_fallback=not os.environ.get("RAY_ADDRESS")))
         else:
             ds = ds.map_batches(StageTask(params_json, context), batch_size=None, batch_format="pyarrow",
                                 zero_copy_batch=True, num_cpus=min(params.resources.num_cpus, 1.0))

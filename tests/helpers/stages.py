@@ -47,3 +47,10 @@ class UpperStage(Stage):
             values.append(value.upper() if value is not None else None)
         self.count("uppercased", len(values))
         return set_column(batch, self.params.output_column, pa.array(values, pa.string()))
+
+
+class UpperActorStage(UpperStage):
+    """The same stage run in an actor pool, as model stages are."""
+
+    name = "upper_actor"
+    uses_actors = True

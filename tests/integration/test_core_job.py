@@ -119,3 +119,16 @@ def test_incremental_runs_take_only_new_files(ray_local, tmp_path):
     assert third[2]["input_files"] == [] and third[2]["rows_in"] == 0
     assert os.path.exists(tmp_path / "out" / ".raybatch-inc.state.json")
     assert set(first[0]["row_id"].to_pylist()).isdisjoint(second[0]["row_id"].to_pylist())
+
+
+def test_a_killed_actor_is_restarted_and_every_row_lands_once(ray_local, tmp_path):
+    flag = tmp_path / "died"
+    spec = write_spec(tmp_path / "fault.yaml", {
+        "name": "actor-fault", "input": {"path": str(ROOT / "sample_data/reviews"), "id_column": "id",
+                                         "shard_rows": 100},
+        "output": {"path": str(tmp_path / "out")},
+        "stages": [{"use": "tests.helpers.stages:UpperActorStage", "column": "text", "die_once_flag": str(flag)}]})
+    run(spec)
+    assert flag.exists(), "the actor never died: the test did not test a fault"
+    data, dead, _ = assert_accounted(tmp_path / "out", 600)
+    assert dead.num_rows == 0 and data["upper"].to_pylist() == [t.upper() for t in data["text"].to_pylist()]
