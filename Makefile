@@ -15,7 +15,7 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	@if ! command -v nvidia-smi >/dev/null 2>&1 && ! $(BIN)/python -c "import torch" 2>/dev/null; then \
 		echo "no GPU: installing the CPU build of torch"; \
-		$(BIN)/pip install -q torch --index-url https://download.pytorch.org/whl/cpu || $(BIN)/pip install -q torch==2.13.0; \
+		$(BIN)/pip install -q --retries 0 --timeout 15 torch --index-url https://download.pytorch.org/whl/cpu || $(BIN)/pip install -q torch==2.13.0; \
 	fi
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $@
