@@ -102,12 +102,17 @@ def read_markers(loc: OutputLocation) -> list[dict]:
     return [_read_json(loc.fs, info.path) for info in sorted(loc.fs.get_file_info(selector), key=lambda i: i.path)]
 
 
-def complete_shards(markers: list[dict], expected_rows: dict[int, int]) -> set[int]:
-    """Shards whose parts account for every input row (one SOURCE row per input row)."""
+def accounted_rows(markers: list[dict]) -> dict[int, int]:
+    """Input rows each shard's parts account for (one SOURCE row per input row)."""
     seen: dict[int, int] = {}
     for marker in markers:
         seen[marker["shard"]] = seen.get(marker["shard"], 0) + marker["source_rows"]
-    return {shard for shard, rows in seen.items() if expected_rows.get(shard) == rows}
+    return seen
+
+
+def complete_shards(markers: list[dict], expected_rows: dict[int, int]) -> set[int]:
+    """Shards whose parts account for every one of their input rows."""
+    return {shard for shard, rows in accounted_rows(markers).items() if expected_rows.get(shard) == rows}
 
 
 def _shard_of(base_name: str) -> int | None:
@@ -184,9 +189,7 @@ def _valid_utf8(column: pa.ChunkedArray) -> pa.ChunkedArray:
 def check_accounting(markers: list[dict], shards: list[Shard]) -> None:
     """Refuse to publish unless every input row is in the output or the dead letter exactly once."""
     expected = {s.index: s.num_rows for s in shards}
-    seen: dict[int, int] = {}
-    for marker in markers:
-        seen[marker["shard"]] = seen.get(marker["shard"], 0) + marker["source_rows"]
+    seen = accounted_rows(markers)
     wrong = [(s, seen.get(s, 0), n) for s, n in expected.items() if seen.get(s, 0) != n]
     if wrong:
         shard, got, want = wrong[0]
