@@ -246,6 +246,7 @@ def build_manifest(*, spec_resolved: dict, seed: int, shards: list[Shard], marke
 def publish(loc: OutputLocation, manifest: dict, overwrite: bool) -> None:
     """Write the manifest and _SUCCESS into staging, then move staging onto the output path."""
     staging_marker_dir = posixpath.join(loc.staging, MARKER_DIR)
+    _remove_unlisted(loc, {f["path"] for f in manifest["files"] + manifest["dead_letter_files"]})
     _write_bytes(loc.fs, posixpath.join(loc.staging, MANIFEST), json.dumps(manifest, indent=2).encode())
     _delete_dir(loc.fs, staging_marker_dir)
     _delete_if_exists(loc.fs, posixpath.join(loc.staging, STAMP))
@@ -264,6 +265,16 @@ def publish(loc: OutputLocation, manifest: dict, overwrite: bool) -> None:
         os.makedirs(os.path.dirname(loc.path) or ".", exist_ok=True)
         os.rename(loc.staging, loc.path)
     _fsync_dir(os.path.dirname(loc.path) or ".")
+
+
+def _remove_unlisted(loc: OutputLocation, listed: set[str]) -> None:
+    """Drop files no marker lists (left by a task that died before its marker), so the published
+    folder holds exactly the manifest's files."""
+    for sub in (DATA_DIR, DEAD_DIR):
+        selector = pafs.FileSelector(posixpath.join(loc.staging, sub), allow_not_found=True)
+        for info in loc.fs.get_file_info(selector):
+            if posixpath.relpath(info.path, loc.staging) not in listed:
+                loc.fs.delete_file(info.path)
 
 
 def versions() -> dict:

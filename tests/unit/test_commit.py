@@ -90,3 +90,15 @@ def test_dead_letter_escapes_invalid_utf8():
     bad = pa.array([b"\xffoops"], pa.binary()).view(pa.string())
     failed = pa.table({"row_id": ["a"], ERROR_STAGE: ["x"], ERROR_TYPE: ["E"], ERROR: ["m"], "text": bad})
     assert commit.dead_letter_rows(failed, ["text"])["text"].to_pylist() == ["\\xffoops"]
+
+
+def test_publish_drops_files_no_marker_lists(tmp_path):
+    loc = commit.OutputLocation.for_uri(str(tmp_path / "out"))
+    commit.prepare_staging(loc, "fp", SHARDS[:1])
+    commit.write_block(loc, block(0, ["a", "b", "c"]), ["text"], "zstd")
+    orphan = tmp_path / ".out.staging" / "data" / "part-000000-deadbeef00.parquet"
+    orphan.write_bytes(b"left by a task that died before its marker")
+    manifest = commit.build_manifest(spec_resolved={}, seed=0, shards=SHARDS[:1], markers=commit.read_markers(loc),
+                                     stage_names=[], started_at=commit.now_iso())
+    commit.publish(loc, manifest, overwrite=False)
+    assert sorted(os.listdir(tmp_path / "out" / "data")) == [os.path.basename(f["path"]) for f in manifest["files"]]
