@@ -65,6 +65,10 @@ def run(spec: str = typer.Argument(..., help="Job spec (YAML)"),
     print_summary(result.manifest, result.output_path)
 
 
+from jobs.cli_cluster import register  # noqa: E402  (submit, status, logs, stop, list, cluster, report)
+register(app)
+
+
 def main() -> None:
     try:
         app()

@@ -1,0 +1,130 @@
+"""`raybatch report`: the summary and report.html of a real run with dead letters, checked against
+the committed files themselves."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from collections import Counter
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+
+from jobs.pipeline import plan_job, run_job
+from jobs.report import load_report, print_report, throughput, write_html
+from jobs.spec import load_spec
+from tests.conftest import ROOT, eda_sentences
+from tests.helpers.jobs import read_output, write_spec
+
+# Rows the clean stage must reject, with the error type it gives them.
+BAD = {"bad-null": (None, "null"), "bad-empty": ("   \t ", "empty"), "bad-long-1": ("word " * 120, "too_long"),
+       "bad-long-2": ("x" * 700, "too_long")}
+
+
+@pytest.fixture(scope="module")
+def committed(ray_local, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("report")
+    (tmp / "in").mkdir()
+    rows = [(f"r{i}", text) for i, (_, text) in enumerate(eda_sentences(limit=400))]
+    rows[10:10] = [(key, text) for key, (text, _) in BAD.items()]
+    pq.write_table(pa.table({"id": [r[0] for r in rows], "text": [r[1] for r in rows]}), tmp / "in" / "a.parquet")
+    spec = write_spec(tmp / "job.yaml", {
+        "name": "report-job", "input": {"path": str(tmp / "in"), "id_column": "id", "shard_rows": 60},
+        "output": {"path": str(tmp / "out" / "{name}" / "{date}")},
+        "stages": [{"use": "clean", "column": "text", "max_chars": 400}]})
+    result = run_job(plan_job(load_spec(spec, [], "2026-01-31")))
+    return result.output_path, len(rows)
+
+
+def test_report_numbers_come_from_the_committed_files(committed):
+    out, rows_in = committed
+    data_rows, dead_rows, manifest = read_output(out)
+    report = load_report(out)
+    assert report.committed and report.column == "text" and not report.missing
+    assert manifest["rows_in"] == rows_in == manifest["rows_out"] + manifest["rows_dead_letter"]
+    # Dead letters by cause, as the dead-letter files say, and as the bad rows were built.
+    assert {(s, t): n for s, t, n in report.dead_by_cause} == dict(Counter(
+        zip(dead_rows["stage"].to_pylist(), dead_rows["error_type"].to_pylist())))
+    assert dict(Counter(t for _, t in BAD.values())) == {t: n for _, t, n in report.dead_by_cause}
+    # Lengths: one per output row, as pyarrow counts them.
+    assert sorted(report.lengths.tolist()) == sorted(pc.utf8_length(data_rows["text"]).to_pylist())
+    assert sorted(report.dead_lengths.tolist()) == sorted(len(t) for t, _ in BAD.values() if t is not None)
+    # Throughput: every part this run wrote is on the timeline, and the buckets hold every input row.
+    assert len(report.parts) == len(manifest["files"]) + len(manifest["dead_letter_files"])
+    assert sum(n for _, n, _ in report.parts) == rows_in and report.reused_parts == 0
+    _, rates, width = throughput(report)
+    assert sum(rates) * width == pytest.approx(rows_in)
+
+
+def test_report_html_is_self_contained_with_the_three_plots(committed):
+    out, _ = committed
+    report = load_report(out)
+    path = write_html(report)
+    assert str(path) == os.path.join(out, "report.html")
+    page = path.read_text(encoding="utf-8")
+    assert "<script" not in page.lower() and "<link" not in page.lower()
+    assert not re.findall(r"(?:src|href)\s*=|url\(|@import", page), "the report must not fetch anything"
+    assert [h for h in re.findall(r"<h2>(.*?)</h2>", page)][:5] == [
+        "Summary", "Stages", "Throughput", "Text length", "Dead letters by stage and error type"]
+    svgs = re.findall(r"<svg.*?</svg>", page, re.S)
+    assert len(svgs) == 3
+    for svg in svgs:
+        ET.fromstring(svg)  # well-formed
+    throughput_svg, length_svg, dead_svg = svgs
+    assert 'aria-label="rows/s by seconds since start"' in throughput_svg
+    # The histogram's bars hold every output row (blue) and every dead-letter row with text (red).
+    blue = sum(int(n) for n in re.findall(r'fill="#4c78a8"><title>[^<]*: (\d+)</title>', length_svg))
+    red = sum(int(n) for n in re.findall(r": (\d+) dead letter</title>", length_svg))
+    assert (blue, red) == (report.lengths.size, report.dead_lengths.size)
+    for stage, error_type, rows in report.dead_by_cause:
+        assert f"<title>{stage} / {error_type}: {rows}</title>" in dead_svg
+    assert f"<td>rows in</td><td>{report.manifest['rows_in']:,}</td>" in page
+
+
+def test_parts_older_than_the_run_count_as_reused_not_as_throughput(committed, tmp_path):
+    out, rows_in = committed
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    report = load_report(copy)
+    first = report.manifest["files"][0]
+    os.utime(copy / first["path"], (0, 0))  # as if written by an earlier, interrupted run
+    again = load_report(copy)
+    assert again.reused_parts == 1
+    assert sum(n for _, n, _ in again.parts) == rows_in - first["rows"]
+
+
+def test_cli_report_prints_the_summary_and_writes_the_page(committed, tmp_path):
+    out, _ = committed
+    page = os.path.join(out, "report.html")
+    if os.path.exists(page):
+        os.remove(page)
+    result = subprocess.run([sys.executable, "-m", "jobs", "report", out], capture_output=True, text=True,
+                            cwd=ROOT, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "report-job for 2026-01-31" in result.stdout
+    assert "dead letter: 2 row(s) from stage 'clean': too_long" in result.stdout
+    assert f"report: {page}" in result.stdout and os.path.exists(page)
+    missing = subprocess.run([sys.executable, "-m", "jobs", "report", str(tmp_path)], capture_output=True,
+                             text=True, cwd=ROOT, timeout=120)
+    assert missing.returncode == 2 and missing.stderr.strip() == (
+        f"error: {tmp_path}: no _manifest.json here; give a committed raybatch output folder")
+    wrong = subprocess.run([sys.executable, "-m", "jobs", "report", out, "--column", "body"], capture_output=True,
+                           text=True, cwd=ROOT, timeout=120)
+    assert wrong.returncode == 2 and wrong.stderr.startswith("error: --column 'body' is not in the output; available: ")
+
+
+def test_print_report_names_causes_and_lengths(committed, capsys):
+    out, _ = committed
+    report = load_report(out)
+    print_report(report)
+    text = capsys.readouterr().out
+    assert "dead letter: 1 row(s) from stage 'clean': null" in text
+    assert f"max {int(report.lengths.max())} over {report.lengths.size} row(s)" in text
+    assert "throughput: peak" in text
