@@ -19,6 +19,7 @@ import json
 import os
 import platform
 import posixpath
+import time
 import uuid
 from dataclasses import dataclass
 
@@ -38,6 +39,7 @@ DEAD_DIR = "_dead_letter"
 MARKER_DIR = "_shards"
 STAMP = "_stamp.json"
 STATS_METADATA_KEY = b"raybatch.stage_stats"
+FILE_KEYS = ("path", "rows", "sha256", "written_at")  # written_at: epoch seconds, for throughput over time
 
 
 def now_iso() -> str:
@@ -151,7 +153,8 @@ def write_part(loc: OutputLocation, shard: int, part: pa.Table, input_columns: l
             rel = f"{sub}/{name}.parquet"
             files.append({"path": rel, "rows": table.num_rows,
                           "sha256": _write_parquet(loc.fs, posixpath.join(loc.staging, rel), table, compression),
-                          "kind": "data" if sub == DATA_DIR else "dead_letter"})
+                          "kind": "data" if sub == DATA_DIR else "dead_letter",
+                          "written_at": round(time.time(), 3)})
     source_rows = pc.sum(part[SOURCE]).as_py() or 0
     marker = {"shard": shard, "name": name, "source_rows": source_rows, "rows_out": good.num_rows,
               "rows_dead_letter": dead.num_rows, "files": files, "stage_stats": stats}
@@ -229,8 +232,8 @@ def build_manifest(*, spec_resolved: dict, seed: int, shards: list[Shard], marke
         "rows_in": sum(s.num_rows for s in shards),
         "rows_out": sum(f["rows"] for f in data_files),
         "rows_dead_letter": sum(f["rows"] for f in dead_files),
-        "files": [{k: f[k] for k in ("path", "rows", "sha256")} for f in data_files],
-        "dead_letter_files": [{k: f[k] for k in ("path", "rows", "sha256")} for f in dead_files],
+        "files": [{k: f[k] for k in FILE_KEYS} for f in data_files],
+        "dead_letter_files": [{k: f[k] for k in FILE_KEYS} for f in dead_files],
         "shards": len(shards),
         "stages": aggregate_stage_stats(markers, stage_names),
         "spec": spec_resolved,

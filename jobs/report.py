@@ -62,7 +62,7 @@ class ReportData:
 
 def load_report(output: str | Path, column: str | None = None) -> ReportData:
     """Read the manifest and the files it lists (never a directory listing: the manifest is the
-    commit). Part files' modification times give the throughput over time."""
+    commit). The parts' write times (`written_at`) give the throughput over time."""
     import numpy as np
     import pyarrow.parquet as pq
 
@@ -82,11 +82,10 @@ def load_report(output: str | Path, column: str | None = None) -> ReportData:
     for kind, entries in (("data", manifest.get("files", [])), ("dead_letter", manifest.get("dead_letter_files", []))):
         for entry in entries:
             path = output / entry["path"]
-            try:
-                mtime = path.stat().st_mtime
-            except OSError:
+            if not path.exists():
                 missing.append(entry["path"])
                 continue
+            mtime = entry["written_at"] if "written_at" in entry else path.stat().st_mtime
             if started is not None and mtime < started - 1:  # started_at has whole seconds
                 reused += 1
                 continue
