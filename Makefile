@@ -18,6 +18,7 @@ $(VENV)/.installed: pyproject.toml
 		$(BIN)/pip install -q --retries 0 --timeout 15 torch --index-url https://download.pytorch.org/whl/cpu || $(BIN)/pip install -q torch==2.13.0; \
 	fi
 	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/python -m augment.lexicon install  # WordNet for the augment stage: apt packages laid out for NLTK
 	touch $@
 
 demo: setup

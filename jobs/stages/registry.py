@@ -12,6 +12,11 @@ from jobs.errors import SpecError
 
 STAGES: dict[str, str] = {
     "clean": "jobs.stages.clean:CleanStage",
+    "generate": "jobs.stages.generate:GenerateStage",
+    "translate": "jobs.stages.translate:TranslateStage",
+    "summarize": "jobs.stages.summarize:SummarizeStage",
+    "augment": "augment.stage:AugmentStage",
+    "finetune_export": "augment.export:FinetuneExportStage",
 }
 
 

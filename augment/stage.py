@@ -1,0 +1,292 @@
+"""The augment stage: `copies` augmented rows per input row, each a function of (spec seed, row_id,
+copy, op) only, with lineage and quality guards.
+
+Input: `column` (text), optionally `label_column` (carried unchanged) and `split_column`.
+Output: `column` rewritten on augmented rows; every row gets `parent_id`, `aug_op`, `aug_seed`,
+`is_augmented`, `edit_rate` and `aug_skipped` (why a kept row has fewer copies than asked, or null).
+Augmented rows get row ids `<parent>~aug<copy>`.
+
+Accounting: the input row keeps the runner's source flag; copies do not. With
+`keep_original: false` the first surviving copy takes the flag, and a row with no surviving copy
+is kept unaugmented (counted as `rows_kept_without_copy`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Literal
+
+import pyarrow as pa
+from pydantic import Field, model_validator
+
+from augment import ops
+from augment.ops import OpSpec
+from jobs.stages.base import ROW_ID, SOURCE, Stage, StageParams, mark_failed, set_column
+
+LINEAGE_COLUMNS = ("parent_id", "aug_op", "aug_seed", "is_augmented", "edit_rate", "aug_skipped")
+_MASK63 = (1 << 63) - 1
+
+
+class AugmentParams(StageParams):
+    column: str
+    copies: int = Field(1, ge=1, le=100, description="augmented rows made per input row")
+    keep_original: bool = True
+    ops: list[OpSpec] = Field(min_length=1, description="each copy applies one op, taken in turn")
+    chain: bool = Field(False, description="each copy applies every op in order (nlpaug's Sequential)")
+    label_column: str | None = None
+    split_column: str | None = None
+    splits: list[str] | None = Field(None, min_length=1, description="with split_column: splits augmented "
+                                     "(default [train])")
+    stopwords: Literal["english", "none"] | list[str] = "english"
+    protect: list[str] = Field(default_factory=list, description="words no op edits, moves or deletes")
+    min_words: int = Field(3, ge=1, description="rows with fewer words are kept unaugmented")
+    min_english: float = Field(0.5, ge=0, le=1, description="rows whose share of English words is lower are "
+                               "kept unaugmented (0 turns the guard off)")
+    retries: int = Field(3, ge=0, le=20, description="new seeds tried when a copy is a duplicate or edits too much")
+
+    @model_validator(mode="after")
+    def _guards(self):
+        if self.splits is not None and self.split_column is None:
+            raise ValueError("splits needs split_column (the column holding each row's split)")
+        return self
+
+    @property
+    def needs_lexicon(self) -> bool:
+        return self.min_english > 0 or any(op.needs_lexicon for op in self.ops)
+
+    @property
+    def augmented_splits(self) -> frozenset[str] | None:
+        if self.split_column is None:
+            return None
+        return frozenset(self.splits or ["train"])
+
+
+def derive_seed(seed: int, row_id: str, copy: int, op: str, attempt: int) -> int:
+    """A copy's seed: a hash of what identifies it, never of order, block or worker."""
+    key = f"{seed}\x1f{row_id}\x1f{copy}\x1f{op}\x1f{attempt}".encode()
+    return int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "little") & _MASK63
+
+
+@dataclass
+class Copy:
+    index: int
+    text: str
+    op: str
+    seed: int
+    edit_rate: float
+
+
+@dataclass
+class RowResult:
+    copies: list[Copy] = field(default_factory=list)
+    skipped: str | None = None  # row-level reason, or the per-copy reasons joined by "; "
+
+
+class Augmenter:
+    """The per-row logic, without Ray or Arrow: tests and the stage call `augment(text, row_id)`."""
+
+    def __init__(self, params: AugmentParams, seed: int, lexicon=None):
+        self.params = params
+        self.seed = seed
+        if params.needs_lexicon and lexicon is None:
+            from augment.lexicon import default_lexicon
+
+            lexicon = default_lexicon()
+        stopwords = {"english": ops.STOPWORDS, "none": frozenset()}.get(params.stopwords) \
+            if isinstance(params.stopwords, str) else frozenset(w.lower() for w in params.stopwords)
+        self.vocab = ops.Vocab(lexicon=lexicon, stopwords=stopwords,
+                               protect=frozenset(w.lower() for w in params.protect))
+        self.counts: Counter[str] = Counter()
+        if params.chain:
+            label = "+".join(op.op for op in params.ops)
+            bound = min(1.0, sum(op.edit_bound for op in params.ops))
+            self._plans = [(label, list(params.ops), bound)]
+        else:
+            self._plans = [(op.op, [op], op.edit_bound) for op in params.ops]
+
+    def take_counts(self) -> Counter[str]:
+        counts, self.counts = self.counts, Counter()
+        return counts
+
+    def replay(self, text: str, seed: int, op_specs: list) -> str | None:
+        """Redo one copy from its `aug_seed` and op(s): what the stage wrote, byte for byte
+        (None when no op found anything to edit)."""
+        return self._run(text, seed, op_specs)[0]
+
+    def _run(self, text: str, seed: int, op_specs: list) -> tuple[str | None, list[str]]:
+        """Apply the ops in order with one generator; also name the ops that had nothing to edit."""
+        rng = random.Random(seed)
+        changed, idle = False, []
+        for spec in op_specs:
+            out = ops.apply(text, rng, spec, self.vocab)
+            if out is None:
+                idle.append(spec.op)
+            else:
+                text, changed = out, True
+        return (text if changed else None), idle
+
+    def skip_reason(self, text) -> str | None:
+        """Why a row is kept without copies, before any op runs."""
+        if text is None:
+            return "null_text"
+        if self.params.min_english and ops.english_ratio(text, self.vocab) < self.params.min_english:
+            return "not_english"
+        if ops.word_count(text) < self.params.min_words:
+            return "too_short"
+        return None
+
+    def augment(self, text: str | None, row_id: str) -> RowResult:
+        reason = self.skip_reason(text)
+        if reason is not None:
+            self.counts[f"rows_{reason}"] += 1
+            return RowResult(skipped=reason)
+        result = RowResult()
+        seen = {ops.normalize(text)}
+        notes = []
+        for copy in range(self.params.copies):
+            label, op_specs, bound = self._plans[copy % len(self._plans)]
+            made, why = None, None
+            for attempt in range(self.params.retries + 1):
+                seed = derive_seed(self.seed, row_id, copy, label, attempt)
+                out, idle = self._run(text, seed, op_specs)
+                if attempt == 0:
+                    for name in idle:
+                        self.counts[f"op_{name}_no_candidates"] += 1
+                if out is None:
+                    why = "no_candidates"
+                    break  # another seed finds no more candidates than this one
+                if attempt:
+                    self.counts[f"op_{label}_retries"] += 1
+                key = ops.normalize(out)
+                if key in seen:
+                    why = "duplicate"
+                    continue
+                rate = ops.edit_rate(text, out)
+                if rate > bound:
+                    why = "edit_rate"
+                    continue
+                made = Copy(copy, out, label, seed, round(rate, 6))
+                seen.add(key)
+                break
+            if made is not None:
+                result.copies.append(made)
+                self.counts[f"op_{label}_made"] += 1
+            else:
+                if why != "no_candidates":
+                    self.counts[f"op_{label}_dropped_{why}"] += 1
+                notes.append(f"{label}:{why}")
+        self.counts["copies_made"] += len(result.copies)
+        result.skipped = "; ".join(dict.fromkeys(notes)) or None
+        return result
+
+
+class AugmentStage(Stage):
+    """Rule-based, offline, deterministic augmentation; see the module docstring for columns."""
+
+    name = "augment"
+    Params = AugmentParams
+    adds_rows = True
+
+    def __init__(self, params: AugmentParams, context):
+        super().__init__(params, context)
+        self.augmenter = Augmenter(params, context.seed)
+
+    @classmethod
+    def input_columns(cls, params: AugmentParams) -> dict[str, str]:
+        needed = {params.column: "string"}
+        for extra in (params.label_column, params.split_column):
+            if extra:
+                needed.setdefault(extra, "any")
+        return needed
+
+    @classmethod
+    def output_columns(cls, params: AugmentParams) -> list[str]:
+        return [params.column, *LINEAGE_COLUMNS]
+
+    @classmethod
+    def preflight(cls, params: AugmentParams) -> None:
+        if params.needs_lexicon:
+            from augment.lexicon import check
+
+            check()
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        p = self.params
+        texts, failures = _texts(batch[p.column])
+        row_ids = batch[ROW_ID].to_pylist()
+        splits = batch[p.split_column].to_pylist() if p.split_column else None
+        allowed = p.augmented_splits
+        # One tuple per output row: (input index, text, row_id, op, seed, augmented, rate, skipped, source)
+        rows: list[tuple] = []
+        for i, (text, row_id) in enumerate(zip(texts, row_ids)):
+            if i in failures:
+                rows.append((i, None, row_id, None, None, False, 0.0, None, True))
+                continue
+            if allowed is not None and splits[i] not in allowed:
+                self.augmenter.counts["rows_split_not_augmented"] += 1
+                result = RowResult(skipped="split")
+            else:
+                result = self.augmenter.augment(text, row_id)
+            copies = result.copies
+            if p.keep_original or not copies:
+                if not p.keep_original:
+                    self.augmenter.counts["rows_kept_without_copy"] += 1
+                rows.append((i, text, row_id, None, None, False, 0.0, result.skipped, True))
+            for n, c in enumerate(copies):
+                source = not p.keep_original and n == 0
+                rows.append((i, c.text, f"{row_id}~aug{c.index}", c.op, c.seed, True, c.edit_rate, None, source))
+        for key, value in self.augmenter.take_counts().items():
+            self.count(key, value)
+        return _build(batch, rows, p.column, failures)
+
+
+def _texts(column: pa.ChunkedArray) -> tuple[list[str | None], dict[int, tuple[str, str]]]:
+    """The column as Python strings; binary values that are not UTF-8 become per-row failures."""
+    if pa.types.is_string(column.type) or pa.types.is_large_string(column.type) or pa.types.is_null(column.type):
+        return column.to_pylist(), {}
+    texts, failures = [], {}
+    for i, value in enumerate(column.to_pylist()):
+        if isinstance(value, bytes):
+            try:
+                value = value.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                failures[i] = ("invalid_utf8", f"not valid UTF-8: {exc.reason} at byte {exc.start}")
+                value = None
+        texts.append(value)
+    return texts, failures
+
+
+def _build(batch: pa.Table, rows: list[tuple], column: str, failures: dict) -> pa.Table:
+    """The output block: input rows taken (so every other column is carried), lineage set."""
+    index, text, row_id, op, seed, augmented, rate, skipped, source = (list(c) for c in zip(*rows)) \
+        if rows else ([] for _ in range(9))
+    out = batch.take(pa.array(index, pa.int64()))
+    text_type = batch.schema.field(column).type
+    if pa.types.is_null(text_type):
+        text_type = pa.string()
+    if pa.types.is_binary(text_type) or pa.types.is_large_binary(text_type):
+        # The column keeps its type; a failed row keeps its bytes for the dead letter.
+        originals = batch[column].to_pylist()
+        text = [originals[i] if i in failures else (t.encode() if t is not None else None)
+                for i, t in zip(index, text)]
+    out = set_column(out, column, pa.array(text, text_type))
+    out = set_column(out, ROW_ID, pa.array(row_id, pa.string()))
+    out = set_column(out, SOURCE, pa.array(source, pa.bool_()))
+    lineage = {
+        "parent_id": batch[ROW_ID].take(pa.array(index, pa.int64())),
+        "aug_op": pa.array(op, pa.string()),
+        "aug_seed": pa.array(seed, pa.int64()),
+        "is_augmented": pa.array(augmented, pa.bool_()),
+        "edit_rate": pa.array(rate, pa.float64()),
+        "aug_skipped": pa.array(skipped, pa.string()),
+    }
+    for name, values in lineage.items():
+        out = set_column(out, name, values)
+    if failures:
+        positions = {i: n for n, i in enumerate(index) if i in failures}
+        out = mark_failed(out, {positions[i]: failures[i] for i in failures})
+    return out
+

@@ -1,0 +1,165 @@
+"""Tiny random-weight models for offline tests, the demo and the benchmark (no hub downloads).
+
+A byte-level BPE tokenizer is trained with `tokenizers` on real sentences and wrapped in
+PreTrainedTokenizerFast; T5, Marian, M2M100 and Llama models get random weights and are saved with
+`save_pretrained` (safetensors), so the engine loads them exactly as it loads a real model from disk.
+Their text is noise: they exercise loading, batching and bookkeeping, not quality.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+PAD, EOS, BOS, UNK = "<pad>", "</s>", "<s>", "<unk>"
+SPECIAL = [PAD, EOS, BOS, UNK]  # ids 0..3, the same in every tiny model
+LANG_TOKENS = ["__en__", "__de__", "__fr__"]  # M2M100-style language codes (forced BOS tests)
+# A minimal chat template, so the engine's chat path runs on a tiny causal model.
+CHAT_TEMPLATE = ("{{ bos_token }}{% for m in messages %}<|{{ m['role'] }}|> {{ m['content'] }}\n{% endfor %}"
+                 "{% if add_generation_prompt %}<|assistant|> {% endif %}")
+
+
+def train_bpe(texts: list[str], vocab_size: int = 1000, extra_tokens: list[str] | None = None):
+    """A byte-level BPE `tokenizers.Tokenizer` trained on `texts` (byte-level: no unknown characters)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tokenizer = Tokenizer(models.BPE(unk_token=UNK))
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL + list(extra_tokens or []),
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tokenizer.train_from_iterator(texts, trainer)
+    return tokenizer
+
+
+def wrap_tokenizer(backend, kind: str, chat_template: str | None = None):
+    """Wrap a trained tokenizer for a model kind: seq2seq inputs end with </s>; causal ones start with <s>."""
+    import copy
+
+    from tokenizers import processors
+    from transformers import PreTrainedTokenizerFast
+
+    backend = copy.deepcopy(backend)
+    if kind == "seq2seq":
+        backend.post_processor = processors.TemplateProcessing(single=f"$A {EOS}", special_tokens=[(EOS, 1)])
+    else:
+        backend.post_processor = processors.TemplateProcessing(single=f"{BOS} $A", special_tokens=[(BOS, 2)])
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, pad_token=PAD, eos_token=EOS, bos_token=BOS,
+                                        unk_token=UNK)
+    if chat_template:
+        tokenizer.chat_template = chat_template
+    return tokenizer
+
+
+def _save(model, tokenizer, path: Path, seed: int) -> Path:
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    model.generation_config.pad_token_id = 0
+    model.generation_config.eos_token_id = 1
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def _seeded(build, seed: int):
+    """Build a model under a fixed seed without disturbing the caller's global RNG."""
+    import torch
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build().eval()
+
+
+def build_t5(path: Path, backend, *, d_model: int = 32, layers: int = 2, heads: int = 4, d_ff: int = 64,
+             d_kv: int | None = None, seed: int = 0, task_prefixes: bool = True, max_input_tokens: int | None = None,
+             init_factor: float = 1.0) -> Path:
+    """A random T5; `task_prefixes` declares T5's task prefixes in `task_specific_params` as t5-small does."""
+    from transformers import T5Config, T5ForConditionalGeneration
+
+    tokenizer = wrap_tokenizer(backend, "seq2seq")
+    if max_input_tokens:
+        tokenizer.model_max_length = max_input_tokens
+    config = T5Config(vocab_size=len(tokenizer), d_model=d_model, d_kv=d_kv or d_model // heads, d_ff=d_ff,
+                      num_layers=layers, num_decoder_layers=layers, num_heads=heads, pad_token_id=0, eos_token_id=1,
+                      decoder_start_token_id=0, initializer_factor=init_factor,
+                      task_specific_params={
+                          "summarization": {"prefix": "summarize: "},
+                          "translation_en_to_de": {"prefix": "translate English to German: "},
+                      } if task_prefixes else None)
+    return _save(_seeded(lambda: T5ForConditionalGeneration(config), seed), tokenizer, path, seed)
+
+
+def build_marian(path: Path, backend, *, d_model: int = 32, layers: int = 2, max_positions: int = 64,
+                 seed: int = 0) -> Path:
+    """A random Marian model whose positions stop at `max_positions` (long inputs must be cut)."""
+    from transformers import MarianConfig, MarianMTModel
+
+    tokenizer = wrap_tokenizer(backend, "seq2seq")
+    tokenizer.model_max_length = max_positions
+    config = MarianConfig(vocab_size=len(tokenizer), d_model=d_model, encoder_layers=layers, decoder_layers=layers,
+                          encoder_attention_heads=4, decoder_attention_heads=4, encoder_ffn_dim=2 * d_model,
+                          decoder_ffn_dim=2 * d_model, max_position_embeddings=max_positions, pad_token_id=0,
+                          eos_token_id=1, decoder_start_token_id=0, forced_eos_token_id=None, init_std=0.3)
+    return _save(_seeded(lambda: MarianMTModel(config), seed), tokenizer, path, seed)
+
+
+def build_m2m(path: Path, backend, *, d_model: int = 32, seed: int = 0) -> Path:
+    """A random M2M100 whose vocabulary holds `__xx__` language tokens (the target is forced as BOS)."""
+    from transformers import M2M100Config, M2M100ForConditionalGeneration
+
+    tokenizer = wrap_tokenizer(backend, "seq2seq")
+    # Special, as in the real M2M tokenizer: decoding drops the forced language token.
+    tokenizer.add_special_tokens({"additional_special_tokens": LANG_TOKENS})
+    config = M2M100Config(vocab_size=len(tokenizer), d_model=d_model, encoder_layers=2, decoder_layers=2,
+                          encoder_attention_heads=4, decoder_attention_heads=4, encoder_ffn_dim=2 * d_model,
+                          decoder_ffn_dim=2 * d_model, max_position_embeddings=256, pad_token_id=0, eos_token_id=1,
+                          bos_token_id=2, decoder_start_token_id=1, init_std=0.3)
+    return _save(_seeded(lambda: M2M100ForConditionalGeneration(config), seed), tokenizer, path, seed)
+
+
+def build_llama(path: Path, backend, *, hidden: int = 32, layers: int = 2, max_positions: int = 256,
+                chat: bool = False, seed: int = 0) -> Path:
+    """A random Llama; `chat` gives its tokenizer a chat template, as instruct models have."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tokenizer = wrap_tokenizer(backend, "causal", CHAT_TEMPLATE if chat else None)
+    tokenizer.model_max_length = max_positions
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=2 * hidden,
+                         num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
+                         max_position_embeddings=max_positions, pad_token_id=0, eos_token_id=1, bos_token_id=2,
+                         initializer_range=0.3, tie_word_embeddings=False)
+    return _save(_seeded(lambda: LlamaForCausalLM(config), seed), tokenizer, path, seed)
+
+
+@dataclass(frozen=True)
+class TinyModels:
+    """Paths of the test models (all share one tokenizer vocabulary)."""
+
+    t5: Path  # declares T5's task prefixes, like t5-small
+    t5_plain: Path  # declares none
+    marian: Path  # 64 positions: long inputs must be truncated or chunked
+    m2m: Path  # __en__/__de__/__fr__ language tokens
+    llama: Path  # no chat template
+    llama_chat: Path
+
+
+_BUILT: TinyModels | None = None
+
+
+def model_set(root: Path) -> TinyModels:
+    """Build the test models once per process under `root` (unit and integration fixtures share them)."""
+    global _BUILT
+    if _BUILT is None or not _BUILT.t5.exists():
+        from tests.conftest import eda_sentences
+
+        backend = train_bpe([text for _, text in eda_sentences()], vocab_size=1000)
+        root = Path(root)
+        _BUILT = TinyModels(
+            t5=build_t5(root / "t5", backend, init_factor=5.0),
+            t5_plain=build_t5(root / "t5_plain", backend, init_factor=5.0, task_prefixes=False, seed=1),
+            marian=build_marian(root / "marian", backend),
+            m2m=build_m2m(root / "m2m", backend),
+            llama=build_llama(root / "llama", backend),
+            llama_chat=build_llama(root / "llama_chat", backend, chat=True, seed=1),
+        )
+    return _BUILT
