@@ -23,6 +23,8 @@ $(VENV)/.installed: pyproject.toml
 
 demo: setup
 	$(BIN)/raybatch run jobs/specs/sample_clean.yaml --overwrite
+	$(BIN)/raybatch run jobs/specs/augment_corpus.yaml --overwrite
+	$(BIN)/python -m augment.export jobs/specs/augment_corpus.yaml --overwrite
 
 test: setup
 	$(BIN)/python -m pytest -q -x --durations=15

@@ -264,6 +264,10 @@ def _execute(plan: JobPlan, shards: list[Shard]) -> None:
     ctx.print_on_execution_start = False
     total_cpus, total_gpus = cluster_cpus_and_gpus()
     spec = plan.spec
+    # With only task stages, read → stages → write fuse into one task chain, so Ray Data's
+    # per-operator CPU reservation only idles cores (on 2 CPUs it runs one task at a time).
+    # Actor pools keep it: there it is what leaves room for reading and writing.
+    ctx.op_resource_reservation_enabled = any(cls.uses_actors for cls in plan.stage_classes)
     ds = ray.data.from_items([s.to_dict() for s in shards], override_num_blocks=len(shards))
     ds = ds.map_batches(_read_batch, fn_kwargs={"schema": plan.schema, "id_column": spec.input.id_column,
                                               "input_uri": spec.input.path},

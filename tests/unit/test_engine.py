@@ -305,3 +305,25 @@ def test_encoder_slices_pad_little_yet_are_not_tiny():
     assert max(len(s) for s in slices) > 4  # short rows share a slice
     everything = encoder_slices(lengths, min_tokens=0, max_tokens=10**6, min_efficiency=0.0)
     assert len(everything) == 1  # no bound: one call
+
+
+# ---- GPU (skipped without CUDA) --------------------------------------------------------------
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+@pytest.mark.gpu
+@needs_cuda
+def test_gpu_loads_half_precision_by_default(tiny_models):
+    eng = engine(tiny_models.llama_chat, batch_size=8)
+    assert eng.device == "cuda" and next(eng.model.parameters()).dtype in (torch.bfloat16, torch.float16)
+    results = texts(eng.run(ROWS))
+    assert len(results) == len(ROWS) and eng.take_stats()["tokens_out"] > 0
+
+
+@pytest.mark.gpu
+@needs_cuda
+@pytest.mark.parametrize("model", ["t5", "llama_chat"])
+def test_gpu_greedy_fp32_does_not_depend_on_batch_composition(tiny_models, model):
+    eng = engine(getattr(tiny_models, model), dtype="float32", batch_size=6, template="{text}")
+    assert texts(eng.run(ROWS)) == [texts(eng.run([row]))[0] for row in ROWS]
