@@ -281,8 +281,6 @@ class Engine:
         self.model = auto.from_pretrained(config.model, config=model_config, **common, **{dtype_key: self.dtype},
                                           use_safetensors=None if config.allow_pickle else True)
         self.model.to(self.device).eval()
-        self.model_name = config.model
-        self.revision = getattr(model_config, "_commit_hash", None) or config.revision or ""
         self._setup_tokens()
         self._setup_prompting(model_config)
         self.max_input_tokens = self._input_limit(model_config)

@@ -19,14 +19,14 @@ CHAT_TEMPLATE = ("{{ bos_token }}{% for m in messages %}<|{{ m['role'] }}|> {{ m
                  "{% if add_generation_prompt %}<|assistant|> {% endif %}")
 
 
-def train_bpe(texts: list[str], vocab_size: int = 1000, extra_tokens: list[str] | None = None):
+def train_bpe(texts: list[str], vocab_size: int = 1000):
     """A byte-level BPE `tokenizers.Tokenizer` trained on `texts` (byte-level: no unknown characters)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
     tokenizer = Tokenizer(models.BPE(unk_token=UNK))
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL + list(extra_tokens or []),
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
     tokenizer.train_from_iterator(texts, trainer)
     return tokenizer
@@ -51,7 +51,7 @@ def wrap_tokenizer(backend, kind: str, chat_template: str | None = None):
     return tokenizer
 
 
-def _save(model, tokenizer, path: Path, seed: int) -> Path:
+def _save(model, tokenizer, path: Path) -> Path:
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     model.generation_config.pad_token_id = 0
@@ -86,7 +86,7 @@ def build_t5(path: Path, backend, *, d_model: int = 32, layers: int = 2, heads: 
                           "summarization": {"prefix": "summarize: "},
                           "translation_en_to_de": {"prefix": "translate English to German: "},
                       } if task_prefixes else None)
-    return _save(_seeded(lambda: T5ForConditionalGeneration(config), seed), tokenizer, path, seed)
+    return _save(_seeded(lambda: T5ForConditionalGeneration(config), seed), tokenizer, path)
 
 
 def build_marian(path: Path, backend, *, d_model: int = 32, layers: int = 2, max_positions: int = 64,
@@ -100,7 +100,7 @@ def build_marian(path: Path, backend, *, d_model: int = 32, layers: int = 2, max
                           encoder_attention_heads=4, decoder_attention_heads=4, encoder_ffn_dim=2 * d_model,
                           decoder_ffn_dim=2 * d_model, max_position_embeddings=max_positions, pad_token_id=0,
                           eos_token_id=1, decoder_start_token_id=0, forced_eos_token_id=None, init_std=0.3)
-    return _save(_seeded(lambda: MarianMTModel(config), seed), tokenizer, path, seed)
+    return _save(_seeded(lambda: MarianMTModel(config), seed), tokenizer, path)
 
 
 def build_m2m(path: Path, backend, *, d_model: int = 32, seed: int = 0) -> Path:
@@ -114,7 +114,7 @@ def build_m2m(path: Path, backend, *, d_model: int = 32, seed: int = 0) -> Path:
                           encoder_attention_heads=4, decoder_attention_heads=4, encoder_ffn_dim=2 * d_model,
                           decoder_ffn_dim=2 * d_model, max_position_embeddings=256, pad_token_id=0, eos_token_id=1,
                           bos_token_id=2, decoder_start_token_id=1, init_std=0.3)
-    return _save(_seeded(lambda: M2M100ForConditionalGeneration(config), seed), tokenizer, path, seed)
+    return _save(_seeded(lambda: M2M100ForConditionalGeneration(config), seed), tokenizer, path)
 
 
 def build_llama(path: Path, backend, *, hidden: int = 32, layers: int = 2, max_positions: int = 256,
@@ -128,7 +128,7 @@ def build_llama(path: Path, backend, *, hidden: int = 32, layers: int = 2, max_p
                          num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
                          max_position_embeddings=max_positions, pad_token_id=0, eos_token_id=1, bos_token_id=2,
                          initializer_range=0.3, tie_word_embeddings=False)
-    return _save(_seeded(lambda: LlamaForCausalLM(config), seed), tokenizer, path, seed)
+    return _save(_seeded(lambda: LlamaForCausalLM(config), seed), tokenizer, path)
 
 
 @dataclass(frozen=True)

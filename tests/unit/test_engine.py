@@ -54,6 +54,20 @@ def test_plan_batches_without_token_budget_fills_to_batch_size():
     assert batches == [[4], [2, 0], [1, 3]]  # by length 5 | 3, 4 | 1, 2
 
 
+def test_encoder_slices_pad_little_yet_are_not_tiny():
+    lengths = [7, 9, 12, 20, 21, 22, 60, 61, 64, 120, 125, 200, 250, 259] * 4
+    slices = encoder_slices(lengths, min_tokens=100, max_tokens=600, min_efficiency=0.9)
+    assert sorted(i for s in slices for i in s) == list(range(len(lengths)))
+    for s in slices:
+        width, real = max(lengths[i] for i in s), sum(lengths[i] for i in s)
+        assert len(s) == 1 or len(s) * width <= 600
+        # Below the efficiency bound only while the slice was still small when its last row joined.
+        assert real / (len(s) * width) >= 0.9 or (len(s) - 1) * sorted(lengths[i] for i in s)[-2] < 100
+    assert max(len(s) for s in slices) > 4  # short rows share a slice
+    everything = encoder_slices(lengths, min_tokens=0, max_tokens=10**6, min_efficiency=0.0)
+    assert len(everything) == 1  # no bound: one call
+
+
 # ---- templates and cutting -------------------------------------------------------------------
 
 
@@ -291,20 +305,6 @@ def test_pickle_weights_are_refused_unless_allowed(tiny_models, tmp_path):
         engine(pickled)
     assert check_model_files(str(pickled), None, False, True)
     assert texts(engine(pickled, allow_pickle=True).run(ROWS[:2])) == texts(engine(tiny_models.t5).run(ROWS[:2]))
-
-
-def test_encoder_slices_pad_little_yet_are_not_tiny():
-    lengths = [7, 9, 12, 20, 21, 22, 60, 61, 64, 120, 125, 200, 250, 259] * 4
-    slices = encoder_slices(lengths, min_tokens=100, max_tokens=600, min_efficiency=0.9)
-    assert sorted(i for s in slices for i in s) == list(range(len(lengths)))
-    for s in slices:
-        width, real = max(lengths[i] for i in s), sum(lengths[i] for i in s)
-        assert len(s) == 1 or len(s) * width <= 600
-        # Below the efficiency bound only while the slice was still small when its last row joined.
-        assert real / (len(s) * width) >= 0.9 or (len(s) - 1) * sorted(lengths[i] for i in s)[-2] < 100
-    assert max(len(s) for s in slices) > 4  # short rows share a slice
-    everything = encoder_slices(lengths, min_tokens=0, max_tokens=10**6, min_efficiency=0.0)
-    assert len(everything) == 1  # no bound: one call
 
 
 # ---- GPU (skipped without CUDA) --------------------------------------------------------------
