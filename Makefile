@@ -25,6 +25,8 @@ demo: setup
 	$(BIN)/raybatch run jobs/specs/sample_clean.yaml --overwrite
 	$(BIN)/raybatch run jobs/specs/augment_corpus.yaml --overwrite
 	$(BIN)/python -m augment.export jobs/specs/augment_corpus.yaml --overwrite
+	$(BIN)/python tools/build_demo_model.py
+	$(BIN)/raybatch run jobs/specs/demo_models.yaml --overwrite
 
 test: setup
 	$(BIN)/python -m pytest -q -x --durations=15

@@ -212,12 +212,18 @@ def aggregate_stage_stats(markers: list[dict], stage_names: list[str]) -> list[d
         for entry in marker["stage_stats"]:
             total = totals[entry["index"]]
             for key, value in entry.items():
-                if key not in ("index", "name") and isinstance(value, (int, float)):
+                if key in ("index", "name"):
+                    continue
+                if isinstance(value, (int, float)) and not isinstance(value, bool):
                     total[key] = total.get(key, 0) + value
+                elif isinstance(value, str):
+                    total.setdefault(key, value)  # model name, revision: the same on every shard
     for total in totals:
         total["seconds"] = round(total["seconds"], 3)
         if total["seconds"] > 0:
             total["rows_per_second"] = round(total["rows_in"] / total["seconds"], 1)
+        if total.get("generate_seconds"):
+            total["tokens_out_per_second"] = round(total.get("tokens_out", 0) / total["generate_seconds"], 1)
     return totals
 
 

@@ -90,6 +90,10 @@ class Stage:
         """Add to a counter that lands in the manifest under this stage (tokens, per-op counts)."""
         self._metrics[key] = self._metrics.get(key, 0) + value
 
+    def info(self) -> dict[str, str]:
+        """Facts about this stage's worker that belong in the manifest (model name, revision)."""
+        return {}
+
     def take_metrics(self) -> dict[str, float]:
         metrics, self._metrics = self._metrics, {}
         return metrics
@@ -143,6 +147,7 @@ class StageRunner:
             "rows_dead": dead_now,
             "seconds": time.perf_counter() - started,
             **self.stage.take_metrics(),
+            **self.stage.info(),
         }
         return result, stats
 

@@ -128,6 +128,12 @@ class ModelStage(Stage):
         super().__init__(params, context)
         self.engine = engine.Engine(self.engine_config(params))
 
+    def info(self) -> dict[str, str]:
+        """The model as loaded: its name or path and the revision the files came from."""
+        model_config = getattr(self.engine.model, "config", None)
+        revision = getattr(model_config, "_commit_hash", None) or self.params.revision or "local"
+        return {"model": self.params.model, "revision": str(revision)}
+
     def __call__(self, batch: pa.Table) -> pa.Table:
         params: ModelParams = self.params
         fields = list(self.input_columns(params))

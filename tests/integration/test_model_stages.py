@@ -63,10 +63,13 @@ def test_three_model_stages_in_one_job(ray_local, tiny_models, tmp_path):
     assert all(len(r["question"]) == 2 for r in rows)  # n samples per row: a list column
     assert [r["text"] for r in rows] == texts[:12]  # input columns pass through
     summarize, translate, generate = manifest["stages"]
+    assert (summarize["model"], translate["model"], generate["model"]) == (
+        str(tiny_models.t5), str(tiny_models.marian), str(tiny_models.llama_chat))
     assert summarize["inputs_chunked"] == 1 and summarize["merge_rounds"] >= 1
     for stage in (summarize, translate, generate):
         assert stage["tokens_in"] > 0 and stage["tokens_out"] > 0 and stage["generate_seconds"] > 0
         assert stage["tokens_in_padded"] >= stage["tokens_in"]
+        assert stage["tokens_out_per_second"] > 0 and stage["revision"]
     assert generate["rows_in"] == 12 and translate["rows_dead"] == 1
 
     # The actors' greedy output equals the engine's in this process: loading and batching are the same.
