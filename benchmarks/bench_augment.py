@@ -15,7 +15,7 @@ delete at rate 0.1, four copies per row plus the original, reading and writing P
 Peak memory: the largest sum of PSS (RSS where PSS is unavailable) over each side's process tree,
 sampled every 0.2 s; PSS splits shared pages (Ray's object store) between the processes mapping them.
 
-    .venv/bin/python benchmarks/bench_augment.py --rows 1000000 --no-reservation
+    .venv/bin/python benchmarks/bench_augment.py --rows 1000000
     .venv/bin/python benchmarks/bench_augment.py --rows 50000          # a quick run
 """
 
@@ -113,15 +113,7 @@ def run_measured(cmd: list[str], env: dict | None = None) -> tuple[float, int, s
     return seconds, peak, output
 
 
-# `raybatch run` with Ray Data's per-operator reservation off: the change proposed for
-# jobs/pipeline.py (on 2 CPUs the reservation keeps one for the write step, so CPU stages run one
-# task at a time).
-NO_RESERVATION = ("import sys; from ray.data import DataContext; "
-                  "DataContext.get_current().op_resource_reservation_enabled = False; "
-                  "from jobs.cli import main; sys.argv[0] = 'raybatch'; main()")
-
-
-def run_raybatch(input_path: Path, work: Path, shard_rows: int, reservation: bool = True) -> dict:
+def run_raybatch(input_path: Path, work: Path, shard_rows: int) -> dict:
     import yaml
 
     spec = {
@@ -134,8 +126,7 @@ def run_raybatch(input_path: Path, work: Path, shard_rows: int, reservation: boo
     spec_path = work / "bench_augment.yaml"
     spec_path.write_text(yaml.safe_dump(spec, sort_keys=False), encoding="utf-8")
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
-    command = [str(Path(sys.executable).with_name("raybatch"))] if reservation else \
-        [sys.executable, "-c", NO_RESERVATION]
+    command = [str(Path(sys.executable).with_name("raybatch"))]
     seconds, peak, _ = run_measured([*command, "run", str(spec_path), "--overwrite"], env)
     manifest = json.loads((work / "raybatch_out" / "_manifest.json").read_text())
     stage = manifest["stages"][0]
@@ -225,8 +216,6 @@ def main() -> None:
     parser.add_argument("--work", help="work folder (default: a temporary one)")
     parser.add_argument("--skip-loop", action="store_true", help="run only the raybatch side")
     parser.add_argument("--skip-raybatch", action="store_true", help="run only the loop")
-    parser.add_argument("--no-reservation", action="store_true",
-                        help="also run raybatch with Ray Data's operator reservation off (proposed pipeline change)")
     args = parser.parse_args()
     loop_rows = min(args.loop_rows or args.rows, args.rows)
     with tempfile.TemporaryDirectory(dir=args.work) as tmp:
@@ -242,11 +231,6 @@ def main() -> None:
             print(f"raybatch: {ray['rows_in']:,} rows in, {ray['rows_out']:,} out in {ray['seconds']:.1f}s "
                   f"end to end = {ray_rate:,.0f} rows/s; peak memory {ray['peak_bytes'] / 2**30:.2f} GiB "
                   f"(job {ray['job_seconds']:.1f}s of it; augment stage {ray['stage_seconds']:.1f} task-seconds)",
-                  flush=True)
-        if args.no_reservation:
-            alt = run_raybatch(input_path, work, args.shard_rows, reservation=False)
-            print(f"raybatch, Ray Data reservation off: {alt['seconds']:.1f}s end to end = "
-                  f"{alt['rows_in'] / alt['seconds']:,.0f} rows/s; peak memory {alt['peak_bytes'] / 2**30:.2f} GiB",
                   flush=True)
         if args.skip_loop:
             return
@@ -270,9 +254,6 @@ def main() -> None:
         ratio = ray_rate / loop_rate
         print(f"ratio: raybatch {ratio:.2f}x the loop's rows/s (target >= 1.8x): {'PASS' if ratio >= 1.8 else 'FAIL'}; "
               f"load average after: {os.getloadavg()[0]:.2f} (other work on the machine slows both sides)")
-        if args.no_reservation:
-            alt_ratio = alt["rows_in"] / alt["seconds"] / loop_rate
-            print(f"ratio with the reservation off: {alt_ratio:.2f}x")
 
 
 if __name__ == "__main__":
