@@ -319,19 +319,20 @@ def down(root: Path | None = None, grace: float = 15.0) -> int:
                 pass
     started_with = len(procs)
     _, alive = psutil.wait_procs(list(procs.values()), timeout=grace)
-    for proc in alive:
-        try:
-            proc.kill()
-        except psutil.Error:
-            pass
-    psutil.wait_procs(alive, timeout=5)
+    _kill(alive)
     # Stragglers started while we were stopping (a worker being spawned) carry the marker too.
-    late = processes(root)
-    for proc in late:
-        try:
-            proc.kill()
-        except psutil.Error:
-            pass
-    psutil.wait_procs(late, timeout=5)
+    _kill(processes(root))
     (root / STATE_FILE).unlink(missing_ok=True)
     return started_with
+
+
+def _kill(procs: list) -> None:
+    """SIGKILL what is still running and wait briefly for it to go."""
+    import psutil
+
+    for proc in procs:
+        try:
+            proc.kill()
+        except psutil.Error:
+            pass
+    psutil.wait_procs(procs, timeout=5)
