@@ -285,6 +285,7 @@ class Engine:
         self._setup_prompting(model_config)
         self.max_input_tokens = self._input_limit(model_config)
         self.generation_config = self._generation_config()
+        self.decoding = self._choose_decoding()
         self._token_cap: int | None = None  # learned from out-of-memory errors
 
     # -- setup -----------------------------------------------------------------------------------
@@ -356,7 +357,7 @@ class Engine:
 
     def _generation_config(self):
         """The model's own generation defaults with the spec's settings on top. Sampling is always off
-        here: `_row_sampler` draws each row's token from the row's own generator instead."""
+        here: `_row_picker` draws each row's token from the row's own generator instead."""
         import copy
 
         cfg = self.config
@@ -377,6 +378,29 @@ class Engine:
         if self.forced_bos_token_id is not None:
             gen.forced_bos_token_id = self.forced_bos_token_id
         return gen
+
+    def _choose_decoding(self) -> str:
+        """'lean' (the loop in jobs.decode) where it gives what `generate` gives, else why not."""
+        from jobs.decode import unsupported_settings
+
+        if not self.is_seq2seq:
+            return "generate"
+        gen = self.generation_config
+        start = gen.decoder_start_token_id
+        if start is None:
+            start = getattr(self.model.config, "decoder_start_token_id", None)
+        if isinstance(start, (list, tuple)) or start is None:
+            return "generate (no single decoder start token)"
+        self._decoder_start_id = int(start)
+        forced_eos = gen.forced_eos_token_id
+        if isinstance(forced_eos, (list, tuple)) and len(forced_eos) > 1:
+            return "generate (several forced EOS tokens)"
+        unsupported = unsupported_settings(gen)
+        return f"generate ({', '.join(unsupported)})" if unsupported else "lean"
+
+    @property
+    def lean_decoding(self) -> bool:
+        return self.decoding == "lean"
 
     # -- encoding --------------------------------------------------------------------------------
 
@@ -549,8 +573,9 @@ class Engine:
         return list(zip(index, texts))
 
     def generate_batch(self, units: list[_Unit]) -> list[str]:
-        """One padded forward pass of `model.generate` over units; returns the decoded new text."""
+        """One padded batch through the model; returns the decoded new text of each unit."""
         import torch
+        from transformers.modeling_outputs import BaseModelOutput
 
         tok = self.tokenizer
         width = max(len(u.ids) for u in units)
@@ -562,24 +587,23 @@ class Engine:
             input_ids[row, span] = torch.tensor(unit.ids)
             mask[row, span] = 1
         input_ids, mask = input_ids.to(self.device), mask.to(self.device)
-        processors = []
-        if self.config.temperature > 0:
-            processors.append(_row_sampler([u.seed for u in units], self.config, self.device))
+        seeds = [u.seed for u in units]
         started = time.perf_counter()
         with torch.inference_mode():
             if self.is_seq2seq:
-                inputs = {"encoder_outputs": self._encode(input_ids, mask)}
+                hidden, slices = self._encode(input_ids, mask)
+                if self.lean_decoding:
+                    new = self._decode_lean(hidden, mask, slices, seeds)
+                else:
+                    encoded = BaseModelOutput(last_hidden_state=hidden)
+                    new = self._generate(mask, seeds, encoder_outputs=encoded)[:, 1:]  # drop the start token
             else:
-                inputs = {"input_ids": input_ids}
                 self._count("tokens_in_padded", mask.numel())
-            generated = self.model.generate(**inputs, attention_mask=mask, generation_config=self.generation_config,
-                                            logits_processor=processors or None)
-        generated = generated.cpu()
+                new = self._generate(mask, seeds, input_ids=input_ids)[:, width:]  # drop the prompt
         self._count("generate_seconds", time.perf_counter() - started)
-        new = generated[:, 1:] if self.is_seq2seq else generated[:, width:]  # drop decoder start / prompt
         texts = []
         produced = 0
-        for row in new.tolist():
+        for row in (new if isinstance(new, list) else new.tolist()):
             length = next((k + 1 for k, t in enumerate(row) if t in self.eos_ids), len(row))
             produced += length
             texts.append(tok.decode(row[:length], skip_special_tokens=True).strip())
@@ -588,16 +612,39 @@ class Engine:
         self._count("batches")
         return texts
 
+    def _generate(self, mask, seeds: list[int], **inputs):
+        """`model.generate` with the engine's settings; per-row sampling through a logits processor."""
+        processors = [_RowSampler(_row_picker(seeds, self.config, self.device))] if self.config.temperature > 0 else None
+        out = self.model.generate(**inputs, attention_mask=mask, generation_config=self.generation_config,
+                                  logits_processor=processors)
+        return out.cpu()
+
+    def _decode_lean(self, hidden, mask, slices: list[list[int]], seeds: list[int]) -> list[list[int]]:
+        """The lean loop of `jobs.decode` with the same settings `generate` would apply."""
+        from jobs.decode import banned_tokens, decode_seq2seq, greedy_chooser
+
+        gen = self.generation_config
+        choose = greedy_chooser
+        if self.config.temperature > 0:
+            picker = _row_picker(seeds, self.config, self.device)
+            choose = lambda logits, active, step: picker(logits, active.tolist())  # noqa: E731
+        return decode_seq2seq(self.model, hidden, mask, groups=slices, start_id=self._decoder_start_id,
+                              max_new_tokens=gen.max_new_tokens, min_new_tokens=gen.min_new_tokens or 0,
+                              eos_ids=self.eos_ids, forced_bos_id=gen.forced_bos_token_id,
+                              forced_eos_id=_single_token(gen.forced_eos_token_id), banned=banned_tokens(gen),
+                              choose=choose)
+
     def _encode(self, input_ids, mask):
-        """Run the encoder over slices of similar length and pad its output to the batch's width.
-        The decoder wants many rows per step; the encoder wants little padding: slicing gives both."""
+        """Run the encoder over slices of similar length and pad its output to the batch's width; returns
+        the padded output and the slices (row lists). The decoder wants many rows per step; the encoder
+        wants little padding: slicing gives both."""
         import torch
-        from transformers.modeling_outputs import BaseModelOutput
 
         lengths = mask.sum(dim=1).tolist()
         encoder = self.model.get_encoder()
         hidden = None
-        for group in encoder_slices(lengths):
+        slices = encoder_slices(lengths)
+        for group in slices:
             width = max(lengths[i] for i in group)
             index = torch.tensor(group, device=input_ids.device)
             out = encoder(input_ids=input_ids[index, :width], attention_mask=mask[index, :width]).last_hidden_state
@@ -605,7 +652,7 @@ class Engine:
                 hidden = out.new_zeros((input_ids.shape[0], input_ids.shape[1], out.shape[-1]))
             hidden[index, :width] = out
             self._count("tokens_in_padded", len(group) * width)
-        return BaseModelOutput(last_hidden_state=hidden)
+        return hidden, slices
 
     def _count(self, key: str, value: float = 1) -> None:
         self.stats[key] = self.stats.get(key, 0) + value
@@ -615,31 +662,46 @@ class Engine:
         return stats
 
 
-def _row_sampler(seeds: list[int], config: EngineConfig, device: str):
-    """A logits processor that samples each row's next token with that row's own generator and
-    leaves only that token possible; greedy selection then picks it. Global RNG is never used."""
+def _row_picker(seeds: list[int], config: EngineConfig, device: str):
+    """Per-row sampling: `pick(scores, rows)` draws the next token of each of `rows` (positions in
+    `seeds`) from that row's own generator after temperature, top-k and top-p. Global RNG is never used."""
     import torch
-    from transformers import LogitsProcessor, TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
+    from transformers import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
 
     warpers = [TemperatureLogitsWarper(config.temperature)]
     if config.top_k:
         warpers.append(TopKLogitsWarper(config.top_k))
     if config.top_p < 1.0:
         warpers.append(TopPLogitsWarper(config.top_p))
+    generators = [torch.Generator(device=device).manual_seed(s) for s in seeds]
 
-    class RowSampler(LogitsProcessor):
-        def __init__(self):
-            self.generators = [torch.Generator(device=device).manual_seed(s) for s in seeds]
+    def pick(scores, rows: list[int]):
+        for warper in warpers:
+            scores = warper(None, scores)
+        probs = torch.softmax(scores.float(), dim=-1)
+        return torch.cat([torch.multinomial(probs[i], 1, generator=generators[row]) for i, row in enumerate(rows)])
 
-        def __call__(self, input_ids, scores):
-            for warper in warpers:
-                scores = warper(input_ids, scores)
-            probs = torch.softmax(scores.float(), dim=-1)
-            picks = torch.cat([torch.multinomial(probs[i], 1, generator=g) for i, g in enumerate(self.generators)])
-            forced = torch.full_like(scores, float("-inf"))
-            return forced.scatter_(1, picks[:, None], 0.0)
+    return pick
 
-    return RowSampler()
+
+class _RowSampler:
+    """A logits processor for `generate` that leaves only each row's sampled token possible, so that
+    greedy selection picks it."""
+
+    def __init__(self, pick):
+        self.pick = pick
+
+    def __call__(self, input_ids, scores):
+        picks = self.pick(scores, list(range(scores.shape[0])))
+        forced = scores.new_full(scores.shape, float("-inf"))
+        return forced.scatter_(1, picks[:, None], 0.0)
+
+
+def _single_token(value) -> int | None:
+    """A forced-EOS setting as one token id (configs give an int or a one-element list)."""
+    if isinstance(value, (list, tuple)):
+        return value[0] if value else None
+    return value
 
 
 def _join(texts: list[str]) -> str:

@@ -129,10 +129,11 @@ class ModelStage(Stage):
         self.engine = engine.Engine(self.engine_config(params))
 
     def info(self) -> dict[str, str]:
-        """The model as loaded: its name or path and the revision the files came from."""
+        """The model as loaded: its name or path, the revision the files came from, and how it decodes
+        (the lean loop, or `generate` and the settings that need it)."""
         model_config = getattr(self.engine.model, "config", None)
         revision = getattr(model_config, "_commit_hash", None) or self.params.revision or "local"
-        return {"model": self.params.model, "revision": str(revision)}
+        return {"model": self.params.model, "revision": str(revision), "decoding": self.engine.decoding}
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         params: ModelParams = self.params
