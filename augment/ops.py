@@ -71,6 +71,29 @@ class _OpBase(BaseModel):
     def needs_lexicon(self) -> bool:
         return False
 
+    @property
+    def uses_model(self) -> bool:
+        """Backed by a model (loaded once per actor, run batched over a block) rather than rules."""
+        return False
+
+    @property
+    def seed_sensitive(self) -> bool:
+        """Whether another seed can give another output (if not, a duplicate is not retried)."""
+        return True
+
+
+class _ModelOpBase(_OpBase):
+    """Settings every model-backed op shares; the model loads as the model stages load theirs."""
+
+    revision: str | None = None
+    trust_remote_code: bool = False
+    allow_pickle: bool = False
+    batch_size: int = Field(32, gt=0, description="texts per forward pass")
+
+    @property
+    def uses_model(self) -> bool:
+        return self.model is not None
+
 
 class SubstituteOp(_OpBase):
     """Replace words with WordNet synonyms of the part of speech the lexicon picks."""
@@ -83,15 +106,44 @@ class SubstituteOp(_OpBase):
         return True
 
 
-class InsertOp(_OpBase):
-    """Insert a synonym of a random content word at a random position (EDA's random insertion)."""
+class InsertOp(_ModelOpBase):
+    """Insert a synonym of a random content word at a random position (EDA's random insertion); with
+    `model` (a masked LM), insert a word the model predicts for a mask at a random position instead."""
 
     op: Literal["insert"]
     senses: int = Field(3, ge=0)
+    model: str | None = Field(None, description="masked-LM name or path: contextual insertion")
+    top_k: int = Field(5, ge=1, le=100, description="with model: a word is drawn from the model's top_k "
+                       "whole-word predictions")
 
     @property
     def needs_lexicon(self) -> bool:
-        return True
+        return self.model is None
+
+
+class BackTranslateOp(_ModelOpBase):
+    """Translate to a pivot language and back with two translation models (the translate stage's engine)."""
+
+    op: Literal["back_translate"]
+    model: str = Field(description="translation model from the text's language to the pivot")
+    back_model: str = Field(description="translation model from the pivot back")
+    back_revision: str | None = None
+    source_lang: str | None = Field(None, description="the text's language code (multilingual models)")
+    pivot_lang: str | None = Field(None, description="the pivot's language code (multilingual models)")
+    temperature: float = Field(0.0, ge=0, description="0: greedy (one paraphrase per row); > 0: sampled, "
+                               "seeded per copy")
+    top_p: float = Field(1.0, gt=0, le=1)
+    max_new_tokens: int = Field(256, gt=0)
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+
+    @property
+    def edit_bound(self) -> float:
+        # A paraphrase may rewrite every token (and be longer): unbounded unless max_edit_rate says.
+        return self.max_edit_rate if self.max_edit_rate is not None else float("inf")
+
+    @property
+    def seed_sensitive(self) -> bool:
+        return self.temperature > 0
 
 
 class ReorderOp(_OpBase):
@@ -113,7 +165,7 @@ class DeleteOp(_OpBase):
     op: Literal["delete"]
 
 
-OpSpec = Annotated[Union[SubstituteOp, InsertOp, ReorderOp, DeleteOp], Field(discriminator="op")]
+OpSpec = Annotated[Union[SubstituteOp, InsertOp, ReorderOp, DeleteOp, BackTranslateOp], Field(discriminator="op")]
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from pydantic import Field, model_validator
 
 from augment import ops
 from augment.ops import OpSpec
+from jobs.errors import SpecError
 from jobs.stages.base import ROW_ID, SOURCE, Stage, StageParams, mark_failed, set_column
 
 LINEAGE_COLUMNS = ("parent_id", "aug_op", "aug_seed", "is_augmented", "edit_rate", "aug_skipped")
@@ -58,6 +59,10 @@ class AugmentParams(StageParams):
         return self.min_english > 0 or any(op.needs_lexicon for op in self.ops)
 
     @property
+    def uses_models(self) -> bool:
+        return any(op.uses_model for op in self.ops)
+
+    @property
     def augmented_splits(self) -> frozenset[str] | None:
         if self.split_column is None:
             return None
@@ -88,9 +93,10 @@ class RowResult:
 class Augmenter:
     """The per-row logic, without Ray or Arrow: tests and the stage call `augment(text, row_id)`."""
 
-    def __init__(self, params: AugmentParams, seed: int, lexicon=None):
+    def __init__(self, params: AugmentParams, seed: int, lexicon=None, device: str = "cpu"):
         self.params = params
         self.seed = seed
+        self.device = device  # where model-backed ops run
         if params.needs_lexicon and lexicon is None:
             from augment.lexicon import default_lexicon
 
@@ -102,7 +108,8 @@ class Augmenter:
         self.counts: Counter[str] = Counter()
         if params.chain:
             label = "+".join(op.op for op in params.ops)
-            bound = min(1.0, sum(op.edit_bound for op in params.ops))
+            bounds = [op.edit_bound for op in params.ops]
+            bound = float("inf") if float("inf") in bounds else min(1.0, sum(bounds))
             self._plans = [(label, list(params.ops), bound)]
         else:
             self._plans = [(op.op, [op], op.edit_bound) for op in params.ops]
@@ -114,19 +121,26 @@ class Augmenter:
     def replay(self, text: str, seed: int, op_specs: list) -> str | None:
         """Redo one copy from its `aug_seed` and op(s): what the stage wrote, byte for byte
         (None when no op found anything to edit)."""
-        return self._run(text, seed, op_specs)[0]
+        return self._run_many([text], [seed], op_specs)[0][0]
 
-    def _run(self, text: str, seed: int, op_specs: list) -> tuple[str | None, list[str]]:
-        """Apply the ops in order with one generator; also name the ops that had nothing to edit."""
-        rng = random.Random(seed)
-        changed, idle = False, []
+    def _run_many(self, texts: list[str], seeds: list[int], op_specs: list) -> list[tuple[str | None, list[str]]]:
+        """Apply the ops in order to each text, each with its own generator; per text, the result (None
+        if no op changed it) and the ops that had nothing to edit. Model ops run over all texts at once."""
+        states = [[text, random.Random(seed), False, []] for text, seed in zip(texts, seeds)]
         for spec in op_specs:
-            out = ops.apply(text, rng, spec, self.vocab)
-            if out is None:
-                idle.append(spec.op)
+            current = [state[0] for state in states]
+            if spec.uses_model:
+                from augment.model_ops import model_op
+
+                outs = model_op(spec, self.device).apply_batch(current, [state[1] for state in states])
             else:
-                text, changed = out, True
-        return (text if changed else None), idle
+                outs = [ops.apply(text, state[1], spec, self.vocab) for text, state in zip(current, states)]
+            for state, out in zip(states, outs):
+                if out is None:
+                    state[3].append(spec.op)
+                else:
+                    state[0], state[2] = out, True
+        return [(text if changed else None, idle) for text, _, changed, idle in states]
 
     def skip_reason(self, text) -> str | None:
         """Why a row is kept without copies, before any op runs."""
@@ -139,48 +153,61 @@ class Augmenter:
         return None
 
     def augment(self, text: str | None, row_id: str) -> RowResult:
-        reason = self.skip_reason(text)
-        if reason is not None:
-            self.counts[f"rows_{reason}"] += 1
-            return RowResult(skipped=reason)
-        result = RowResult()
-        seen = {ops.normalize(text)}
-        notes = []
+        return self.augment_block([text], [row_id])[0]
+
+    def augment_block(self, texts: list[str | None], row_ids: list[str]) -> list[RowResult]:
+        """Each row's copies. Copy by copy, attempt by attempt, the rows still looking for that copy
+        run together (so a model op sees them as one batch); what a row gets depends on that row alone:
+        its copy is checked against its text and its earlier copies only."""
+        results = [RowResult() for _ in texts]
+        live = []
+        for i, text in enumerate(texts):
+            reason = self.skip_reason(text)
+            if reason is not None:
+                self.counts[f"rows_{reason}"] += 1
+                results[i].skipped = reason
+            else:
+                live.append(i)
+        seen = {i: {ops.normalize(texts[i])} for i in live}
+        notes: dict[int, list[str]] = {i: [] for i in live}
         for copy in range(self.params.copies):
             label, op_specs, bound = self._plans[copy % len(self._plans)]
-            made, why = None, None
-            for attempt in range(self.params.retries + 1):
-                seed = derive_seed(self.seed, row_id, copy, label, attempt)
-                out, idle = self._run(text, seed, op_specs)
-                if attempt == 0:
-                    for name in idle:
-                        self.counts[f"op_{name}_no_candidates"] += 1
-                if out is None:
-                    why = "no_candidates"
-                    break  # another seed finds no more candidates than this one
-                if attempt:
-                    self.counts[f"op_{label}_retries"] += 1
-                key = ops.normalize(out)
-                if key in seen:
-                    why = "duplicate"
-                    continue
-                rate = ops.edit_rate(text, out)
-                if rate > bound:
-                    why = "edit_rate"
-                    continue
-                made = Copy(copy, out, label, seed, round(rate, 6))
-                seen.add(key)
-                break
-            if made is not None:
-                result.copies.append(made)
-                self.counts[f"op_{label}_made"] += 1
-            else:
-                if why != "no_candidates":
-                    self.counts[f"op_{label}_dropped_{why}"] += 1
-                notes.append(f"{label}:{why}")
-        self.counts["copies_made"] += len(result.copies)
-        result.skipped = "; ".join(dict.fromkeys(notes)) or None
-        return result
+            retries = self.params.retries if any(spec.seed_sensitive for spec in op_specs) else 0
+            pending, why = list(live), {}
+            for attempt in range(retries + 1):
+                if not pending:
+                    break
+                seeds = [derive_seed(self.seed, row_ids[i], copy, label, attempt) for i in pending]
+                again = []
+                for i, seed, (out, idle) in zip(pending, seeds, self._run_many([texts[i] for i in pending], seeds,
+                                                                                 op_specs)):
+                    if attempt == 0:
+                        for name in idle:
+                            self.counts[f"op_{name}_no_candidates"] += 1
+                    if out is None:
+                        why[i] = "no_candidates"  # another seed finds no more candidates than this one
+                        continue
+                    if attempt:
+                        self.counts[f"op_{label}_retries"] += 1
+                    key = ops.normalize(out)
+                    rate = ops.edit_rate(texts[i], out) if key not in seen[i] else 0.0
+                    if key in seen[i] or rate > bound:
+                        why[i] = "duplicate" if key in seen[i] else "edit_rate"
+                        again.append(i)
+                        continue
+                    why.pop(i, None)
+                    results[i].copies.append(Copy(copy, out, label, seed, round(rate, 6)))
+                    seen[i].add(key)
+                    self.counts[f"op_{label}_made"] += 1
+                pending = again
+            for i, reason in why.items():
+                if reason != "no_candidates":
+                    self.counts[f"op_{label}_dropped_{reason}"] += 1
+                notes[i].append(f"{label}:{reason}")
+        for i in live:
+            self.counts["copies_made"] += len(results[i].copies)
+            results[i].skipped = "; ".join(dict.fromkeys(notes[i])) or None
+        return results
 
 
 class AugmentStage(Stage):
@@ -192,7 +219,12 @@ class AugmentStage(Stage):
 
     def __init__(self, params: AugmentParams, context):
         super().__init__(params, context)
-        self.augmenter = Augmenter(params, context.seed)
+        self.augmenter = Augmenter(params, context.seed, device=_model_device(params))
+
+    @classmethod
+    def runs_in_actors(cls, params: AugmentParams) -> bool:
+        # An op backed by a model loads it once per actor, as the model stages do.
+        return params.uses_models
 
     @classmethod
     def input_columns(cls, params: AugmentParams) -> dict[str, str]:
@@ -212,6 +244,14 @@ class AugmentStage(Stage):
             from augment.lexicon import check
 
             check()
+        for index, op in enumerate(params.ops):
+            if op.uses_model:
+                from augment.model_ops import check_files
+
+                try:
+                    check_files(op)
+                except SpecError as exc:
+                    raise SpecError(f"ops[{index}] ({op.op}).{exc}") from None
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         p = self.params
@@ -219,17 +259,25 @@ class AugmentStage(Stage):
         row_ids = batch[ROW_ID].to_pylist()
         splits = batch[p.split_column].to_pylist() if p.split_column else None
         allowed = p.augmented_splits
+        results: dict[int, RowResult] = {}
+        chosen = []
+        for i in range(len(texts)):
+            if i in failures:
+                continue
+            if allowed is not None and splits[i] not in allowed:
+                self.augmenter.counts["rows_split_not_augmented"] += 1
+                results[i] = RowResult(skipped="split")
+            else:
+                chosen.append(i)
+        made = self.augmenter.augment_block([texts[i] for i in chosen], [row_ids[i] for i in chosen])
+        results.update(zip(chosen, made))
         # One tuple per output row: (input index, text, row_id, op, seed, augmented, rate, skipped, source)
         rows: list[tuple] = []
         for i, (text, row_id) in enumerate(zip(texts, row_ids)):
             if i in failures:
                 rows.append((i, None, row_id, None, None, False, 0.0, None, True))
                 continue
-            if allowed is not None and splits[i] not in allowed:
-                self.augmenter.counts["rows_split_not_augmented"] += 1
-                result = RowResult(skipped="split")
-            else:
-                result = self.augmenter.augment(text, row_id)
+            result = results[i]
             copies = result.copies
             if p.keep_original or not copies:
                 if not p.keep_original:
@@ -241,6 +289,15 @@ class AugmentStage(Stage):
         for key, value in self.augmenter.take_counts().items():
             self.count(key, value)
         return _build(batch, rows, p.column, failures)
+
+
+def _model_device(params: AugmentParams) -> str:
+    """Model-backed ops run on a GPU when the stage asks for one and this worker has it."""
+    if not params.uses_models or params.resources.num_gpus <= 0:
+        return "cpu"
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def _texts(column: pa.ChunkedArray) -> tuple[list[str | None], dict[int, tuple[str, str]]]:

@@ -364,6 +364,10 @@ class Engine:
         gen = copy.deepcopy(self.model.generation_config)
         gen.max_length = None
         gen.max_new_tokens = cfg.max_new_tokens
+        positions = getattr(self.model.config, "max_position_embeddings", None)
+        if self.is_seq2seq and positions and cfg.max_new_tokens >= positions:
+            # A decoder with a position table cannot go past it (the start token takes one position).
+            gen.max_new_tokens = positions - 1
         gen.min_new_tokens = cfg.min_new_tokens or None
         gen.do_sample = False
         gen.temperature, gen.top_p, gen.top_k = None, None, None

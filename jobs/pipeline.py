@@ -267,16 +267,17 @@ def _execute(plan: JobPlan, shards: list[Shard]) -> None:
     # With only task stages, read → stages → write fuse into one task chain, so Ray Data's
     # per-operator CPU reservation only idles cores (on 2 CPUs it runs one task at a time).
     # Actor pools keep it: there it is what leaves room for reading and writing.
-    ctx.op_resource_reservation_enabled = any(cls.uses_actors for cls in plan.stage_classes)
+    in_actors = [cls.runs_in_actors(params) for cls, params in zip(plan.stage_classes, spec.stages)]
+    ctx.op_resource_reservation_enabled = any(in_actors)
     ds = ray.data.from_items([s.to_dict() for s in shards], override_num_blocks=len(shards))
     ds = ds.map_batches(_read_batch, fn_kwargs={"schema": plan.schema, "id_column": spec.input.id_column,
                                               "input_uri": spec.input.path},
                         batch_size=None, batch_format="pyarrow")
-    actor_stages = sum(1 for cls in plan.stage_classes if cls.uses_actors)
+    actor_stages = sum(in_actors)
     for index, (cls, params) in enumerate(zip(plan.stage_classes, spec.stages)):
         context = StageContext(spec.name, spec.seed, index, params.use)
         params_json = params.model_dump_json()
-        if cls.uses_actors:
+        if in_actors[index]:
             ds = ds.map_batches(StageActor, fn_constructor_args=(params_json, context), batch_size=None,
                                 batch_format="pyarrow", zero_copy_batch=True,
                                 **actor_pool_args(params, total_cpus, total_gpus, actor_stages,

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-PAD, EOS, BOS, UNK = "<pad>", "</s>", "<s>", "<unk>"
+PAD, EOS, BOS, UNK, MASK = "<pad>", "</s>", "<s>", "<unk>", "<mask>"
 SPECIAL = [PAD, EOS, BOS, UNK]  # ids 0..3, the same in every tiny model
 LANG_TOKENS = ["__en__", "__de__", "__fr__"]  # M2M100-style language codes (forced BOS tests)
 # A minimal chat template, so the engine's chat path runs on a tiny causal model.
@@ -54,8 +54,9 @@ def wrap_tokenizer(backend, kind: str, chat_template: str | None = None):
 def _save(model, tokenizer, path: Path) -> Path:
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
-    model.generation_config.pad_token_id = 0
-    model.generation_config.eos_token_id = 1
+    if getattr(model, "generation_config", None) is not None:  # generative models only
+        model.generation_config.pad_token_id = 0
+        model.generation_config.eos_token_id = 1
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path
@@ -131,6 +132,23 @@ def build_llama(path: Path, backend, *, hidden: int = 32, layers: int = 2, max_p
     return _save(_seeded(lambda: LlamaForCausalLM(config), seed), tokenizer, path)
 
 
+def build_masked_lm(path: Path, backend, *, hidden: int = 32, layers: int = 2, seed: int = 0) -> Path:
+    """A random BERT-style masked LM over the byte-level vocabulary plus a <mask> token (contextual
+    insertion in the augment stage)."""
+    from tokenizers import processors
+    from transformers import BertConfig, BertForMaskedLM
+
+    tokenizer = wrap_tokenizer(backend, "seq2seq")
+    tokenizer.add_special_tokens({"mask_token": MASK})
+    tokenizer.model_max_length = 128
+    tokenizer.backend_tokenizer.post_processor = processors.TemplateProcessing(
+        single=f"{BOS} $A {EOS}", special_tokens=[(BOS, 2), (EOS, 1)])
+    config = BertConfig(vocab_size=len(tokenizer), hidden_size=hidden, num_hidden_layers=layers,
+                        num_attention_heads=4, intermediate_size=2 * hidden, max_position_embeddings=128,
+                        pad_token_id=0, initializer_range=0.5)
+    return _save(_seeded(lambda: BertForMaskedLM(config), seed), tokenizer, path)
+
+
 @dataclass(frozen=True)
 class TinyModels:
     """Paths of the test models (all share one tokenizer vocabulary)."""
@@ -141,6 +159,7 @@ class TinyModels:
     m2m: Path  # __en__/__de__/__fr__ language tokens
     llama: Path  # no chat template
     llama_chat: Path
+    masked_lm: Path  # BERT-style, with a <mask> token
 
 
 _BUILT: TinyModels | None = None
@@ -161,5 +180,6 @@ def model_set(root: Path) -> TinyModels:
             m2m=build_m2m(root / "m2m", backend),
             llama=build_llama(root / "llama", backend),
             llama_chat=build_llama(root / "llama_chat", backend, chat=True, seed=1),
+            masked_lm=build_masked_lm(root / "masked_lm", backend),
         )
     return _BUILT

@@ -80,6 +80,11 @@ class Stage:
         return []
 
     @classmethod
+    def runs_in_actors(cls, params: StageParams) -> bool:
+        """Whether this stage, with these params, runs in an actor pool (it loads a model)."""
+        return cls.uses_actors
+
+    @classmethod
     def preflight(cls, params: StageParams) -> None:
         """Check outside resources (model paths, lexicons) before any work; raise SpecError."""
 

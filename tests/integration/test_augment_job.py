@@ -132,6 +132,30 @@ def test_keep_original_false_still_accounts_for_every_row(ray_local, corpus, tmp
     assert train_with_copies.num_rows > 0 and set(train_with_copies["split"].to_pylist()) == {"train"}
 
 
+def test_contextual_insertion_runs_in_an_actor_pool_and_does_not_depend_on_the_shards(
+        ray_local, corpus, tmp_path, tiny_models):
+    """A masked-LM insert op beside a rule op: the stage runs as actors (the model loads once per actor)
+    and gives every byte of every row the same with one big shard as with 9-row shards."""
+    folder, table = corpus
+    model_ops = [{"op": "insert", "rate": 0.1, "model": str(tiny_models.masked_lm), "batch_size": 8},
+                 {"op": "delete", "rate": 0.1}]
+    big, manifest = run(spec(tmp_path, folder, ops=model_ops, copies=2), tmp_path, "m1", "input.shard_rows=1000")
+    small, _ = run(spec(tmp_path, folder, ops=model_ops, copies=2), tmp_path, "m2", "input.shard_rows=9")
+    assert big.equals(small)
+    stats = manifest["stages"][0]
+    assert stats["op_insert_made"] > 20 and stats["op_delete_made"] > 20
+    source = {r["id"]: r["text"] for r in table.to_pylist()}
+    inserted = [r for r in big.to_pylist() if r["aug_op"] == "insert"]
+    assert inserted
+    for row in inserted:
+        parent = source[row["parent_id"]]
+        added = len(row["text"].split()) - len(parent.split())
+        # One word per mask; a mask whose predictions hold no whole word is left out.
+        assert 1 <= added <= ops.edits_for(ops.word_count(parent), ops.InsertOp(op="insert", rate=0.1))
+        remaining = iter(row["text"].split())
+        assert all(any(word == w for w in remaining) for word in parent.split())  # parent's words, in order
+
+
 def test_export_loads_with_datasets_from_parquet_and_jsonl(ray_local, corpus, tmp_path):
     import datasets
 
