@@ -138,6 +138,27 @@ def test_reorder_shuffles_sentences_when_there_are_several(vocab):
     assert sorted(re.split(r"(?<=[.!?])\s+", words_only)) != sorted(parts)
 
 
+@pytest.mark.parametrize("text, sentences", [
+    ("Mr. Smith went to Washington. He saw J. K. Rowling there.",
+     ["Mr. Smith went to Washington.", "He saw J. K. Rowling there."]),
+    ("It was shot in the U.S. by Dr. Who et al. in 1999. Great film, e.g. the score. See fig. 3 too.",
+     ["It was shot in the U.S. by Dr. Who et al. in 1999.", "Great film, e.g. the score.", "See fig. 3 too."]),
+    ('"Wow." She said. (Really.) Then 3 more.', ['"Wow."', "She said.", "(Really.)", "Then 3 more."]),
+    ("这部电影很好。我很喜欢！你呢？", ["这部电影很好。", "我很喜欢！", "你呢？"]),
+    ("no capital after. the stop, so one sentence", ["no capital after. the stop, so one sentence"]),
+])
+def test_sentence_splitting_knows_abbreviations_initials_quotes_and_cjk_stops(text, sentences):
+    found, gaps = ops.split_sentences(text)
+    assert found == sentences
+    assert "".join(s + g for s, g in zip(found, gaps + [""])) == text  # nothing lost between them
+
+
+def test_reorder_shuffles_chinese_sentences_without_spaces(vocab):
+    text = "这部电影很好。我很喜欢！你呢？"
+    out = ops.reorder(text, random.Random(0), op("reorder"), vocab)
+    assert out != text and sorted(ops.split_sentences(out)[0]) == sorted(ops.split_sentences(text)[0])
+
+
 def test_delete_drops_words_never_all_and_respects_bounds(real, vocab):
     params = op("delete", rate=0.3, max_edits=4)
     for n, text in enumerate(real):
