@@ -119,14 +119,15 @@ def build_m2m(path: Path, backend, *, d_model: int = 32, seed: int = 0) -> Path:
 
 
 def build_llama(path: Path, backend, *, hidden: int = 32, layers: int = 2, max_positions: int = 256,
-                chat: bool = False, seed: int = 0) -> Path:
+                chat: bool = False, seed: int = 0, heads: int = 4, kv_heads: int = 2,
+                intermediate: int | None = None) -> Path:
     """A random Llama; `chat` gives its tokenizer a chat template, as instruct models have."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
     tokenizer = wrap_tokenizer(backend, "causal", CHAT_TEMPLATE if chat else None)
     tokenizer.model_max_length = max_positions
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=2 * hidden,
-                         num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=intermediate or 2 * hidden,
+                         num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=kv_heads,
                          max_position_embeddings=max_positions, pad_token_id=0, eos_token_id=1, bos_token_id=2,
                          initializer_range=0.3, tie_word_embeddings=False)
     return _save(_seeded(lambda: LlamaForCausalLM(config), seed), tokenizer, path)
