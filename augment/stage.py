@@ -110,9 +110,13 @@ class Augmenter:
             label = "+".join(op.op for op in params.ops)
             bounds = [op.edit_bound for op in params.ops]
             bound = float("inf") if float("inf") in bounds else min(1.0, sum(bounds))
-            self._plans = [(label, list(params.ops), bound)]
+            self._plans = [(label, list(params.ops), bound, self._retries(params.ops))]
         else:
-            self._plans = [(op.op, [op], op.edit_bound) for op in params.ops]
+            self._plans = [(op.op, [op], op.edit_bound, self._retries([op])) for op in params.ops]
+
+    def _retries(self, op_specs: list) -> int:
+        # An op whose output does not depend on the seed would only repeat itself.
+        return self.params.retries if any(spec.seed_sensitive for spec in op_specs) else 0
 
     def take_counts(self) -> Counter[str]:
         counts, self.counts = self.counts, Counter()
@@ -142,6 +146,18 @@ class Augmenter:
                     state[0], state[2] = out, True
         return [(text if changed else None, idle) for text, _, changed, idle in states]
 
+    def _run_rules(self, text: str, seed: int, op_specs: list) -> tuple[str | None, list[str]]:
+        """`_run_many` for one text and rule ops only: the hot path of rule-based augmentation."""
+        rng = random.Random(seed)
+        changed, idle = False, []
+        for spec in op_specs:
+            out = ops.apply(text, rng, spec, self.vocab)
+            if out is None:
+                idle.append(spec.op)
+            else:
+                text, changed = out, True
+        return (text if changed else None), idle
+
     def skip_reason(self, text) -> str | None:
         """Why a row is kept without copies, before any op runs."""
         if text is None:
@@ -156,9 +172,7 @@ class Augmenter:
         return self.augment_block([text], [row_id])[0]
 
     def augment_block(self, texts: list[str | None], row_ids: list[str]) -> list[RowResult]:
-        """Each row's copies. Copy by copy, attempt by attempt, the rows still looking for that copy
-        run together (so a model op sees them as one batch); what a row gets depends on that row alone:
-        its copy is checked against its text and its earlier copies only."""
+        """Each row's copies and why some are missing; what a row gets depends on that row alone."""
         results = [RowResult() for _ in texts]
         live = []
         for i, text in enumerate(texts):
@@ -168,46 +182,93 @@ class Augmenter:
                 results[i].skipped = reason
             else:
                 live.append(i)
-        seen = {i: {ops.normalize(texts[i])} for i in live}
         notes: dict[int, list[str]] = {i: [] for i in live}
-        for copy in range(self.params.copies):
-            label, op_specs, bound = self._plans[copy % len(self._plans)]
-            retries = self.params.retries if any(spec.seed_sensitive for spec in op_specs) else 0
-            pending, why = list(live), {}
-            for attempt in range(retries + 1):
-                if not pending:
-                    break
-                seeds = [derive_seed(self.seed, row_ids[i], copy, label, attempt) for i in pending]
-                again = []
-                for i, seed, (out, idle) in zip(pending, seeds, self._run_many([texts[i] for i in pending], seeds,
-                                                                                 op_specs)):
-                    if attempt == 0:
-                        for name in idle:
-                            self.counts[f"op_{name}_no_candidates"] += 1
-                    if out is None:
-                        why[i] = "no_candidates"  # another seed finds no more candidates than this one
-                        continue
-                    if attempt:
-                        self.counts[f"op_{label}_retries"] += 1
-                    key = ops.normalize(out)
-                    rate = ops.edit_rate(texts[i], out) if key not in seen[i] else 0.0
-                    if key in seen[i] or rate > bound:
-                        why[i] = "duplicate" if key in seen[i] else "edit_rate"
-                        again.append(i)
-                        continue
-                    why.pop(i, None)
-                    results[i].copies.append(Copy(copy, out, label, seed, round(rate, 6)))
-                    seen[i].add(key)
-                    self.counts[f"op_{label}_made"] += 1
-                pending = again
-            for i, reason in why.items():
-                if reason != "no_candidates":
-                    self.counts[f"op_{label}_dropped_{reason}"] += 1
-                notes[i].append(f"{label}:{reason}")
+        # Rule ops go row by row (a row's parse stays cached across its copies and checks); model ops
+        # take every live row at once, so each of their calls is one batch.
+        if self.params.uses_models:
+            self._copies_of_rows(live, texts, row_ids, results, notes)
+        else:
+            for i in live:
+                self._copies_of_row(i, texts, row_ids, results, notes)
         for i in live:
             self.counts["copies_made"] += len(results[i].copies)
             results[i].skipped = "; ".join(dict.fromkeys(notes[i])) or None
         return results
+
+    def _judge(self, text: str, out: str | None, seen: set[str], bound: float) -> tuple[str | None, float]:
+        """Why a candidate copy is refused (None: kept), and its edit rate; a kept copy joins `seen`."""
+        if out is None:
+            return "no_candidates", 0.0  # another seed finds no more candidates than this one
+        key = ops.normalize(out)
+        if key in seen:
+            return "duplicate", 0.0
+        rate = ops.edit_rate(text, out)
+        if rate > bound:
+            return "edit_rate", rate
+        seen.add(key)
+        return None, rate
+
+    def _give_up(self, i: int, label: str, reason: str, notes: dict[int, list[str]]) -> None:
+        if reason != "no_candidates":
+            self.counts[f"op_{label}_dropped_{reason}"] += 1
+        notes[i].append(f"{label}:{reason}")
+
+    def _copies_of_row(self, i: int, texts, row_ids, results: list[RowResult], notes: dict[int, list[str]]) -> None:
+        """Every copy of one row, rule ops only (the hot path of rule-based augmentation)."""
+        text, seen = texts[i], {ops.normalize(texts[i])}
+        for copy in range(self.params.copies):
+            label, op_specs, bound, retries = self._plans[copy % len(self._plans)]
+            reason = None
+            for attempt in range(retries + 1):
+                seed = derive_seed(self.seed, row_ids[i], copy, label, attempt)
+                out, idle = self._run_rules(text, seed, op_specs)
+                if attempt == 0:
+                    for name in idle:
+                        self.counts[f"op_{name}_no_candidates"] += 1
+                if out is not None and attempt:
+                    self.counts[f"op_{label}_retries"] += 1
+                reason, rate = self._judge(text, out, seen, bound)
+                if reason is None:
+                    results[i].copies.append(Copy(copy, out, label, seed, round(rate, 6)))
+                    self.counts[f"op_{label}_made"] += 1
+                    break
+                if reason == "no_candidates":
+                    break
+            if reason is not None:
+                self._give_up(i, label, reason, notes)
+
+    def _copies_of_rows(self, rows: list[int], texts, row_ids, results: list[RowResult],
+                        notes: dict[int, list[str]]) -> None:
+        """Every copy of many rows when an op needs a model: copy by copy, attempt by attempt, the rows
+        still looking for that copy go to the ops together, so each model call is one batch."""
+        seen = {i: {ops.normalize(texts[i])} for i in rows}
+        for copy in range(self.params.copies):
+            label, op_specs, bound, retries = self._plans[copy % len(self._plans)]
+            pending, why = list(rows), {}
+            for attempt in range(retries + 1):
+                if not pending:
+                    break
+                seeds = [derive_seed(self.seed, row_ids[i], copy, label, attempt) for i in pending]
+                outs = self._run_many([texts[i] for i in pending], seeds, op_specs)
+                again = []
+                for i, seed, (out, idle) in zip(pending, seeds, outs):
+                    if attempt == 0:
+                        for name in idle:
+                            self.counts[f"op_{name}_no_candidates"] += 1
+                    if out is not None and attempt:
+                        self.counts[f"op_{label}_retries"] += 1
+                    reason, rate = self._judge(texts[i], out, seen[i], bound)
+                    if reason is None:
+                        why.pop(i, None)
+                        results[i].copies.append(Copy(copy, out, label, seed, round(rate, 6)))
+                        self.counts[f"op_{label}_made"] += 1
+                        continue
+                    why[i] = reason
+                    if reason != "no_candidates":
+                        again.append(i)
+                pending = again
+            for i, reason in why.items():
+                self._give_up(i, label, reason, notes)
 
 
 class AugmentStage(Stage):
