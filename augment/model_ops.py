@@ -59,8 +59,11 @@ class ContextualInsert:
         self.model = AutoModelForMaskedLM.from_pretrained(
             spec.model, **common, use_safetensors=None if spec.allow_pickle else True).to(device).eval()
         limit = self.tokenizer.model_max_length
-        positions = getattr(self.model.config, "max_position_embeddings", None)
-        self.max_tokens = min(limit if limit and limit < 1_000_000 else positions or 512, positions or 512)
+        if not limit or limit >= 1_000_000:
+            # No declared limit: the position table, less the two slots RoBERTa-style models reserve.
+            limit = (getattr(self.model.config, "max_position_embeddings", None) or 514) - 2
+        self.max_tokens = limit
+        self.vocab_size = len(self.tokenizer)  # output columns past the tokenizer's entries are never words
         vocab = self.tokenizer.get_vocab()
         self.marker = next((m for m in _WORD_START_MARKERS if sum(t.startswith(m) for t in vocab) > 10), None)
         self.special = set(self.tokenizer.all_special_ids)
@@ -78,7 +81,7 @@ class ContextualInsert:
         if token_id in self.special:
             return None
         piece = self.tokenizer.convert_ids_to_tokens(token_id)
-        if piece.startswith("##") or (self.marker and not piece.startswith(self.marker)):
+        if piece is None or piece.startswith("##") or (self.marker and not piece.startswith(self.marker)):
             return None
         text = self.tokenizer.decode([token_id]).strip()
         return text if text and all(ch.isalpha() for ch in text) else None
@@ -96,7 +99,10 @@ class ContextualInsert:
         return tokens, count
 
     def apply_batch(self, texts: list[str], rngs: list[random.Random]) -> list[str | None]:
-        plans = [self._plan(text, rng) if ops.parse(text).words else None for text, rng in zip(texts, rngs)]
+        mask = self.tokenizer.mask_token
+        # A text that already holds the mask token cannot tell its masks from ours: nothing to insert.
+        plans = [self._plan(text, rng) if ops.parse(text).words and mask not in text else None
+                 for text, rng in zip(texts, rngs)]
         masked = [p[0].text().replace(_PLACEHOLDER, self.tokenizer.mask_token) if p else "" for p in plans]
         predictions = self._predict(masked, [i for i, p in enumerate(plans) if p])
         out: list[str | None] = []
@@ -111,22 +117,34 @@ class ContextualInsert:
 
     def _predict(self, masked: list[str], live: list[int]) -> list[list[list[str]]]:
         """For each text, per mask in order: its candidate words (top_k whole words, best first)."""
-        torch = self._torch
         result: list[list[list[str]]] = [[] for _ in masked]
         order = sorted(live, key=lambda i: (len(masked[i]), i))
-        mask_id = self.tokenizer.mask_token_id
-        with torch.inference_mode():
+        with self._torch.inference_mode():
             for start in range(0, len(order), self.spec.batch_size):
-                batch = order[start:start + self.spec.batch_size]
-                encoded = self.tokenizer([masked[i] for i in batch], return_tensors="pt", padding=True,
-                                         truncation=True, max_length=self.max_tokens).to(self.device)
-                logits = self.model(**encoded).logits.float()
-                rows, cols = (encoded["input_ids"] == mask_id).nonzero(as_tuple=True)
-                ranked = logits[rows, cols].topk(min(logits.shape[-1], self.spec.top_k * 8), dim=-1).indices
-                for row, ids in zip(rows.tolist(), ranked.tolist()):
-                    words = [w for w in (self.word(t) for t in ids) if w]
-                    result[batch[row]].append(list(dict.fromkeys(words))[:self.spec.top_k])
+                self._predict_batch(masked, order[start:start + self.spec.batch_size], result)
         return result
+
+    def _predict_batch(self, masked: list[str], batch: list[int], result: list[list[list[str]]]) -> None:
+        """One forward pass; on out-of-memory, halve the batch. A text that fails alone gets no
+        candidates (its copy is not made, and says so) rather than failing the block."""
+        torch = self._torch
+        try:
+            encoded = self.tokenizer([masked[i] for i in batch], return_tensors="pt", padding=True,
+                                     truncation=True, max_length=self.max_tokens).to(self.device)
+            logits = self.model(**encoded).logits[..., :self.vocab_size].float()
+        except torch.OutOfMemoryError:
+            if self.device.startswith("cuda"):
+                torch.cuda.empty_cache()
+            if len(batch) > 1:
+                half = len(batch) // 2
+                self._predict_batch(masked, batch[:half], result)
+                self._predict_batch(masked, batch[half:], result)
+            return
+        rows, cols = (encoded["input_ids"] == self.tokenizer.mask_token_id).nonzero(as_tuple=True)
+        ranked = logits[rows, cols].topk(min(logits.shape[-1], self.spec.top_k * 8), dim=-1).indices
+        for row, ids in zip(rows.tolist(), ranked.tolist()):
+            words = [w for w in (self.word(t) for t in ids) if w]
+            result[batch[row]].append(list(dict.fromkeys(words))[:self.spec.top_k])
 
 
 def _fill(tokens: ops.Tokens, choices: list[str | None]) -> tuple[str, int]:

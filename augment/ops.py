@@ -144,7 +144,9 @@ class BackTranslateOp(_ModelOpBase):
                                "seeded per copy")
     top_p: float = Field(1.0, gt=0, le=1)
     max_new_tokens: int = Field(256, gt=0)
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    # float32 keeps a copy independent of its batch; half precision on a GPU is faster, but padding
+    # then moves sums at rounding level and a copy may change with the block it ran in.
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "float32"
 
     @property
     def edit_bound(self) -> float:

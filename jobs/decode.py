@@ -57,9 +57,10 @@ def unsupported_settings(generation_config) -> list[str]:
     return found
 
 
-def banned_tokens(generation_config) -> tuple[set[int], set[int]]:
-    """Tokens never to generate, and tokens not to generate first (Marian bans its pad token, say)."""
-    always = {words[0] for words in (getattr(generation_config, "bad_words_ids", None) or [])}
+def banned_tokens(generation_config, eos_ids: set[int]) -> tuple[set[int], set[int]]:
+    """Tokens never to generate, and tokens not to generate first (Marian bans its pad token, say).
+    As in `generate`, an EOS token listed in `bad_words_ids` stays allowed."""
+    always = {words[0] for words in (getattr(generation_config, "bad_words_ids", None) or [])} - set(eos_ids)
     always |= set(getattr(generation_config, "suppress_tokens", None) or [])
     first = set(getattr(generation_config, "begin_suppress_tokens", None) or [])
     return always, first
@@ -96,6 +97,7 @@ def decode_seq2seq(model, encoder_hidden, attention_mask, *, groups: list[list[i
     eos = torch.tensor(sorted(eos_ids), dtype=torch.long, device=device)
     never = torch.tensor(sorted(banned[0]), dtype=torch.long, device=device)
     not_first = torch.tensor(sorted(banned[0] | banned[1]), dtype=torch.long, device=device)
+    first_free_step = 1 if forced_bos_id is not None else 0  # begin-suppression follows a forced token
 
     logits, cache = _first_step(model, encoder_hidden, attention_mask, sizes, widths, start_id)
     running = torch.ones(len(order), dtype=torch.bool, device=device)  # batch positions still generating
@@ -109,13 +111,13 @@ def decode_seq2seq(model, encoder_hidden, attention_mask, *, groups: list[list[i
                 logits = out.logits[:, -1, :].float()
             if step < min_new_tokens and len(eos):
                 logits[:, eos] = float("-inf")
-            masked = not_first if step == 0 else never
+            masked = not_first if step == first_free_step else never
             if len(masked):
                 logits[:, masked] = float("-inf")
-            if step == 0 and forced_bos_id is not None:
-                picked = torch.full((len(active),), forced_bos_id, dtype=torch.long, device=device)
-            elif step == max_new_tokens - 1 and forced_eos_id is not None:
+            if step == max_new_tokens - 1 and forced_eos_id is not None:  # generate applies it last: it wins
                 picked = torch.full((len(active),), forced_eos_id, dtype=torch.long, device=device)
+            elif step == 0 and forced_bos_id is not None:
+                picked = torch.full((len(active),), forced_bos_id, dtype=torch.long, device=device)
             else:
                 picked = choose(logits, active, step)
             steps.append((active[running], picked[running]))
@@ -155,6 +157,8 @@ def _first_step(model, encoder_hidden, attention_mask, sizes: list[int], widths:
         return logits[0], caches[0]
     merged = new_cache()
     for layer in range(len(caches[0].self_attention_cache.layers)):
+        if not getattr(caches[0].self_attention_cache.layers[layer], "is_initialized", True):
+            continue  # the cache is sized from the config, which may count more layers than the decoder has
         own = [c.self_attention_cache.layers[layer] for c in caches]
         merged.self_attention_cache.update(torch.cat([c.keys for c in own]), torch.cat([c.values for c in own]), layer)
         cross = [c.cross_attention_cache.layers[layer] for c in caches]

@@ -625,6 +625,8 @@ class Engine:
 
     def _decode_lean(self, hidden, mask, slices: list[list[int]], seeds: list[int]) -> list[list[int]]:
         """The lean loop of `jobs.decode` with the same settings `generate` would apply."""
+        import torch
+
         from jobs.decode import banned_tokens, decode_seq2seq, greedy_chooser
 
         gen = self.generation_config
@@ -632,10 +634,15 @@ class Engine:
         if self.config.temperature > 0:
             picker = _row_picker(seeds, self.config, self.device)
             choose = lambda logits, active, step: picker(logits, active.tolist())  # noqa: E731
+        if hidden.dtype != torch.float32:
+            # Attending group by group changes half-precision sums at rounding level, enough to flip a
+            # greedy pick; one group keeps exactly the arithmetic `generate` does.
+            slices = [[row for group in slices for row in group]]
         return decode_seq2seq(self.model, hidden, mask, groups=slices, start_id=self._decoder_start_id,
                               max_new_tokens=gen.max_new_tokens, min_new_tokens=gen.min_new_tokens or 0,
                               eos_ids=self.eos_ids, forced_bos_id=gen.forced_bos_token_id,
-                              forced_eos_id=_single_token(gen.forced_eos_token_id), banned=banned_tokens(gen),
+                              forced_eos_id=_single_token(gen.forced_eos_token_id),
+                              banned=banned_tokens(gen, self.eos_ids),
                               choose=choose)
 
     def _encode(self, input_ids, mask):

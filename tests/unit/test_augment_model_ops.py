@@ -117,3 +117,11 @@ def test_model_ops_send_the_stage_to_actors_and_preflight_checks_their_files(tin
                               "back_model": str(tmp_path / "nope")})
     with pytest.raises(SpecError, match=r"ops\[0\] \(back_translate\)\.model: .*nope: no such folder"):
         AugmentStage.preflight(missing)
+
+
+def test_texts_holding_the_mask_token_and_ids_past_the_tokenizer_are_left_alone(tiny_models):
+    impl = model_op(insert_op(tiny_models), "cpu")
+    texts = [f"a film that is a {impl.tokenizer.mask_token} mess of ideas and bad execution", TEXTS[0]]
+    outs = impl.apply_batch(texts, [random.Random(0), random.Random(1)])
+    assert outs[0] is None and outs[1] is not None  # its own masks would be ambiguous: no copy, no crash
+    assert impl.word(len(impl.tokenizer) + 5) is None  # an output column the tokenizer has no entry for

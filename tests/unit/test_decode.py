@@ -4,6 +4,8 @@ tokens; and the settings it leaves to `generate`."""
 
 from __future__ import annotations
 
+from collections import Counter
+
 import pytest
 import torch
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
@@ -141,8 +143,80 @@ def test_banned_tokens_are_never_picked_as_generate_bans_them(tiny_models):
     model.generation_config.bad_words_ids = [[favourite]]
     assert decode.unsupported_settings(model.generation_config) == []
     tokens = lean(model, hidden, mask, length_groups(mask, 2), eos, max_new_tokens=8,
-                  banned=decode.banned_tokens(model.generation_config))
+                  banned=decode.banned_tokens(model.generation_config, eos))
     assert not any(favourite in row for row in tokens)
     assert tokens == reference(model, hidden, mask, eos, max_new_tokens=8, bad_words_ids=[[favourite]])
     model.generation_config.bad_words_ids = [[favourite, 5]]
     assert decode.unsupported_settings(model.generation_config) == ["bad_words_ids with multi-token entries"]
+
+
+@pytest.mark.parametrize("settings", [
+    {"max_new_tokens": 1, "forced_bos_id": "__de__", "forced_eos_id": 1},  # forced EOS wins, as in generate
+    {"max_new_tokens": 6, "forced_bos_id": "__de__", "begin_suppress": True},  # suppression follows the forced token
+])
+def test_rules_that_meet_apply_in_generates_order(tiny_models, settings):
+    model, tokenizer = load(tiny_models.m2m)
+    hidden, mask = encoded(model, tokenizer, mixed_texts(8))
+    eos = {model.generation_config.eos_token_id}
+    gen = {"max_new_tokens": settings["max_new_tokens"]}
+    own = {"max_new_tokens": settings["max_new_tokens"]}
+    if "forced_bos_id" in settings:
+        gen["forced_bos_token_id"] = own["forced_bos_id"] = tokenizer.convert_tokens_to_ids("__de__")
+    if "forced_eos_id" in settings:
+        gen["forced_eos_token_id"] = own["forced_eos_id"] = settings["forced_eos_id"]
+    free = reference(model, hidden, mask, eos, max_new_tokens=3, forced_bos_token_id=gen.get("forced_bos_token_id"))
+    common = max({t for row in free for t in row[1:]}, key=lambda t: sum(row.count(t) for row in free))
+    if settings.get("begin_suppress"):
+        model.generation_config.begin_suppress_tokens = [common]
+    try:
+        tokens = lean(model, hidden, mask, length_groups(mask, 2), eos,
+                      banned=decode.banned_tokens(model.generation_config, eos), **own)
+        expected = reference(model, hidden, mask, eos, begin_suppress_tokens=model.generation_config.begin_suppress_tokens,
+                             bad_words_ids=model.generation_config.bad_words_ids, **gen)
+    finally:
+        model.generation_config.begin_suppress_tokens = model.generation_config.bad_words_ids = None
+    assert tokens == expected
+
+
+def test_decoder_shallower_than_the_encoder(tiny_models):
+    """T5 variants with fewer decoder than encoder layers: the cache has layers the decoder never fills."""
+    from transformers import T5Config, T5ForConditionalGeneration
+
+    _, tokenizer = load(tiny_models.t5)
+    config = T5Config(vocab_size=len(tokenizer), d_model=32, d_kv=8, d_ff=64, num_layers=3, num_decoder_layers=1,
+                      num_heads=4, pad_token_id=0, eos_token_id=1, decoder_start_token_id=0, initializer_factor=5.0)
+    torch.manual_seed(0)
+    model = T5ForConditionalGeneration(config).eval()
+    hidden, mask = encoded(model, tokenizer, mixed_texts())
+    tokens = lean(model, hidden, mask, length_groups(mask, 3), {1}, max_new_tokens=6)
+    assert tokens == reference(model, hidden, mask, {1}, max_new_tokens=6)
+
+
+def test_half_precision_decodes_in_one_group(tiny_models, monkeypatch):
+    """Group-by-group attention moves bf16/fp16 sums at rounding level: the engine keeps one group there."""
+    seen = []
+    original = decode.decode_seq2seq
+    monkeypatch.setattr(decode, "decode_seq2seq", lambda *a, groups, **k: seen.append(len(groups)) or original(
+        *a, groups=groups, **k))
+    rows = [{"text": t} for t in mixed_texts(40) * 3]
+    for dtype in ("float32", "bfloat16"):
+        eng = Engine(EngineConfig(model=str(tiny_models.t5), max_new_tokens=4, dtype=dtype))
+        eng.run(rows)
+    assert seen[0] > 1 and seen[-1] == 1
+
+
+def test_an_eos_listed_among_bad_words_still_ends_rows_as_in_generate(tiny_models):
+    model, tokenizer = load(tiny_models.t5)
+    hidden, mask = encoded(model, tokenizer, mixed_texts(16))
+    free = reference(model, hidden, mask, {-1}, max_new_tokens=10, min_new_tokens=10)
+    counts = Counter(t for row in free for t in set(row))
+    stop = max(counts, key=lambda t: (counts[t] < len(free)) * counts[t])  # in many rows, not all
+    model.generation_config.bad_words_ids = [[stop]]
+    try:
+        assert decode.banned_tokens(model.generation_config, {stop}) == (set(), set())
+        tokens = lean(model, hidden, mask, length_groups(mask, 2), {stop}, max_new_tokens=10,
+                      banned=decode.banned_tokens(model.generation_config, {stop}))
+    finally:
+        model.generation_config.bad_words_ids = None
+    assert tokens == reference(model, hidden, mask, {stop}, max_new_tokens=10, bad_words_ids=[[stop]])
+    assert any(row[-1] == stop for row in tokens)
