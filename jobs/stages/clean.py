@@ -1,8 +1,8 @@
 """The clean stage: Unicode normalization, control characters removed, whitespace collapsed,
 length bounds. Rows that are null, not valid UTF-8, empty or out of bounds go to the dead letter.
 
-Input: `column` (string or binary holding UTF-8). Output: `output_column` (default: `column`,
-cleaned in place).
+Input: `column` (string or binary holding UTF-8), passed through unchanged. Output: `output_column`
+(default `<column>_clean`; naming `column` itself cleans it in place).
 """
 
 from __future__ import annotations
@@ -24,12 +24,16 @@ _REMOVED = re.compile(r"[\x00-\x08\x0e-\x1f\x7f-\x84\x86-\x9f\u200b\ufeff\ufffe]
 
 class CleanParams(StageParams):
     column: str
-    output_column: str | None = None
+    output_column: str | None = Field(None, description="default: <column>_clean")
     min_chars: int = Field(1, ge=0)
     max_chars: int = Field(20_000, gt=0)
     normalize: Literal["NFC", "NFKC", "none"] = "NFC"
     collapse_whitespace: bool = True
     lowercase: bool = False
+
+    @property
+    def target(self) -> str:
+        return self.output_column or f"{self.column}_clean"
 
     @model_validator(mode="after")
     def _bounds(self):
@@ -86,7 +90,7 @@ class CleanStage(Stage):
 
     @classmethod
     def output_columns(cls, params: CleanParams) -> list[str]:
-        return [params.output_column or params.column]
+        return [params.target]
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         column = batch[self.params.column]
@@ -103,5 +107,14 @@ class CleanStage(Stage):
                 cleaned.append(value.decode("utf-8", "backslashreplace") if isinstance(value, bytes) else value)
                 failures[index] = (exc.kind, str(exc))
                 self.count(f"dead_{exc.kind}")
-        target = self.params.output_column or self.params.column
-        return mark_failed(set_column(batch, target, pa.array(cleaned, pa.string())), failures)
+        out = set_column(batch, self.params.target, pa.array(cleaned, pa.string()))
+        bad_bytes = [i for i, (kind, _) in failures.items() if kind == "invalid_utf8"]
+        input_type = batch.schema.field(self.params.column).type
+        if bad_bytes and self.params.target != self.params.column and not pa.types.is_binary(input_type):
+            # A string column holding bytes that are not UTF-8 would make the dead letter unreadable:
+            # those rows (and only those) carry the escaped text in the input column too.
+            original = column.to_pylist()
+            for i in bad_bytes:
+                original[i] = cleaned[i].encode()
+            out = set_column(out, self.params.column, pa.array(original, column.type).cast(input_type))
+        return mark_failed(out, failures)

@@ -48,7 +48,10 @@ def test_stage_marks_failures_and_keeps_original_values():
     bad_utf8 = pa.array([b"good  text", b"\xffbad", None, b"  "], pa.binary()).view(pa.string())
     batch = pa.table({"row_id": ["a", "b", "c", "d"], "text": bad_utf8})
     out, stats = StageRunner(CleanStage(params(), CTX))(batch)
-    assert out["text"].to_pylist() == ["good text", "\\xffbad", None, "  "]
+    assert out["text_clean"].to_pylist() == ["good text", "\\xffbad", None, "  "]
+    # The input column passes through unchanged, except that bytes which are not UTF-8 are escaped
+    # in the rows that go to the dead letter (a string column must stay readable).
+    assert out["text"].to_pylist() == ["good  text", "\\xffbad", None, "  "]
     assert out[ERROR_TYPE].to_pylist() == [None, "invalid_utf8", "null", "empty"]
     assert all(out[ERROR].to_pylist()[1:])
     assert (stats["rows_in"], stats["rows_out"], stats["rows_dead"]) == (4, 1, 3)
@@ -59,3 +62,7 @@ def test_output_column_leaves_input_untouched():
     batch = pa.table({"text": ["  A  b "]})
     out = CleanStage(params(output_column="clean_text"), CTX)(batch)
     assert out["text"].to_pylist() == ["  A  b "] and out["clean_text"].to_pylist() == ["A b"]
+    default = CleanStage(params(), CTX)(batch)
+    assert default["text"].to_pylist() == ["  A  b "] and default["text_clean"].to_pylist() == ["A b"]
+    in_place = CleanStage(params(output_column="text"), CTX)(batch)  # asked for: cleaned in place
+    assert in_place.column_names == ["text"] and in_place["text"].to_pylist() == ["A b"]
