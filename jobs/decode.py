@@ -2,10 +2,11 @@
 
 `model.generate` pays on every step for machinery this common case does not use: minimum-length and
 forced-token processors that rewrite the whole (rows × vocabulary) logits tensor with `where` and
-copies, stopping criteria, input preparation. On a CPU that is about a third of a step. This loop
-calls the same model forward with the same cache, so its greedy tokens are the ones `generate` picks;
-it masks only the few columns a rule touches, and it drops finished rows from the batch once enough
-of them are done, so one long output does not keep a whole batch of finished rows computing.
+copies, stopping criteria, input preparation (profiled on a CPU with a minimum length set: about a
+third of a step). This loop calls the same model forward with the same cache, so its greedy tokens
+are the ones `generate` picks; it masks only the few columns a rule touches, and it drops finished
+rows from the batch once enough of them are done, so one long output does not keep a whole batch of
+finished rows computing.
 
 Any generation setting this loop does not implement (beams, repetition penalties, banned words, ...)
 makes `unsupported_settings` name it, and the engine uses `generate` instead.
