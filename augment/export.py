@@ -27,6 +27,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import Field, field_validator, model_validator
 
+from augment.stage import corpus_columns
 from jobs.errors import RaybatchError
 from jobs.stages.base import Stage, StageParams, set_column
 
@@ -80,10 +81,7 @@ class FinetuneExportStage(Stage):
 
     @classmethod
     def input_columns(cls, params: FinetuneExportParams) -> dict[str, str]:
-        needed = {params.column: "string"}
-        for column in (params.label_column, params.split_column):
-            if column:
-                needed.setdefault(column, "any")
+        needed = corpus_columns(params.column, params.label_column, params.split_column)
         for field in template_fields(params.prompt) | template_fields(params.completion):
             if field not in ("text", "label", "label_name"):
                 needed.setdefault(field, "any")

@@ -69,6 +69,15 @@ class AugmentParams(StageParams):
         return frozenset(self.splits or ["train"])
 
 
+def corpus_columns(column: str, label_column: str | None, split_column: str | None) -> dict[str, str]:
+    """The columns a corpus stage reads: its text (a string), and its label and split if named (any type)."""
+    needed = {column: "string"}
+    for extra in (label_column, split_column):
+        if extra:
+            needed.setdefault(extra, "any")
+    return needed
+
+
 def derive_seed(seed: int, row_id: str, copy: int, op: str, attempt: int) -> int:
     """A copy's seed: a hash of what identifies it, never of order, block or worker."""
     key = f"{seed}\x1f{row_id}\x1f{copy}\x1f{op}\x1f{attempt}".encode()
@@ -289,11 +298,7 @@ class AugmentStage(Stage):
 
     @classmethod
     def input_columns(cls, params: AugmentParams) -> dict[str, str]:
-        needed = {params.column: "string"}
-        for extra in (params.label_column, params.split_column):
-            if extra:
-                needed.setdefault(extra, "any")
-        return needed
+        return corpus_columns(params.column, params.label_column, params.split_column)
 
     @classmethod
     def output_columns(cls, params: AugmentParams) -> list[str]:

@@ -89,14 +89,17 @@ def test_bad_rows_go_to_dead_letter_with_reasons(ray_local, tmp_path):
             stages["tests.helpers.stages:UpperStage"]["rows_dead"]) == (4, 1)
 
 
-def test_a_killed_worker_is_retried_and_every_row_lands_once(ray_local, tmp_path):
+@pytest.mark.parametrize("stage, what", [("UpperStage", "worker"), ("UpperActorStage", "actor")])
+def test_a_killed_worker_or_actor_is_replaced_and_every_row_lands_once(ray_local, tmp_path, stage, what):
+    """A task worker is retried; an actor is restarted: either way, every row lands exactly once."""
     flag = tmp_path / "died"
     spec = write_spec(tmp_path / "fault.yaml", {
-        "name": "fault", "input": {"path": str(ROOT / "sample_data/reviews"), "id_column": "id", "shard_rows": 100},
+        "name": f"{what}-fault", "input": {"path": str(ROOT / "sample_data/reviews"), "id_column": "id",
+                                           "shard_rows": 100},
         "output": {"path": str(tmp_path / "out")},
-        "stages": [{"use": "tests.helpers.stages:UpperStage", "column": "text", "die_once_flag": str(flag)}]})
+        "stages": [{"use": f"tests.helpers.stages:{stage}", "column": "text", "die_once_flag": str(flag)}]})
     run(spec)
-    assert flag.exists(), "the worker never died: the test did not test a fault"
+    assert flag.exists(), f"the {what} never died: the test did not test a fault"
     data, dead, _ = assert_accounted(tmp_path / "out", 600)
     assert dead.num_rows == 0 and data["upper"].to_pylist() == [t.upper() for t in data["text"].to_pylist()]
 
@@ -121,14 +124,3 @@ def test_incremental_runs_take_only_new_files(ray_local, tmp_path):
     assert set(first[0]["row_id"].to_pylist()).isdisjoint(second[0]["row_id"].to_pylist())
 
 
-def test_a_killed_actor_is_restarted_and_every_row_lands_once(ray_local, tmp_path):
-    flag = tmp_path / "died"
-    spec = write_spec(tmp_path / "fault.yaml", {
-        "name": "actor-fault", "input": {"path": str(ROOT / "sample_data/reviews"), "id_column": "id",
-                                         "shard_rows": 100},
-        "output": {"path": str(tmp_path / "out")},
-        "stages": [{"use": "tests.helpers.stages:UpperActorStage", "column": "text", "die_once_flag": str(flag)}]})
-    run(spec)
-    assert flag.exists(), "the actor never died: the test did not test a fault"
-    data, dead, _ = assert_accounted(tmp_path / "out", 600)
-    assert dead.num_rows == 0 and data["upper"].to_pylist() == [t.upper() for t in data["text"].to_pylist()]
