@@ -339,18 +339,21 @@ class AugmentStage(Stage):
         results.update(zip(chosen, made))
         # One tuple per output row: (input index, text, row_id, op, seed, augmented, rate, skipped, source)
         rows: list[tuple] = []
+        # A row accounts for its input row only if it came in doing so: after an earlier augment,
+        # its copies come in unflagged and their own copies stay unflagged.
+        incoming = batch[SOURCE].to_pylist() if SOURCE in batch.column_names else [True] * len(texts)
         for i, (text, row_id) in enumerate(zip(texts, row_ids)):
             if i in failures:
-                rows.append((i, None, row_id, None, None, False, 0.0, None, True))
+                rows.append((i, None, row_id, None, None, False, 0.0, None, incoming[i]))
                 continue
             result = results[i]
             copies = result.copies
             if p.keep_original or not copies:
                 if not p.keep_original:
                     self.augmenter.counts["rows_kept_without_copy"] += 1
-                rows.append((i, text, row_id, None, None, False, 0.0, result.skipped, True))
+                rows.append((i, text, row_id, None, None, False, 0.0, result.skipped, incoming[i]))
             for n, c in enumerate(copies):
-                source = not p.keep_original and n == 0
+                source = bool(incoming[i]) and not p.keep_original and n == 0
                 rows.append((i, c.text, f"{row_id}~aug{c.index}", c.op, c.seed, True, c.edit_rate, None, source))
         for key, value in self.augmenter.take_counts().items():
             self.count(key, value)

@@ -12,6 +12,7 @@ from typing import List, Optional
 import typer
 
 from jobs.errors import RaybatchError
+from jobs.secrets import redact_uri
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Batch ML data jobs on Ray: clean, generate, translate, summarize, augment.")
@@ -22,7 +23,7 @@ DateOption = typer.Option(None, "--date", metavar="YYYY-MM-DD", help="Fills {dat
 
 
 def _fail(exc: RaybatchError) -> None:
-    typer.echo(f"error: {exc}", err=True)
+    typer.echo(f"error: {redact_uri(str(exc))}", err=True)
     raise typer.Exit(exc.exit_code)
 
 
@@ -30,7 +31,7 @@ def _fail(exc: RaybatchError) -> None:
 def validate(spec: str = typer.Argument(..., help="Job spec (YAML)"),
              set_: Optional[List[str]] = SetOption, date: Optional[str] = DateOption) -> None:
     """Check a spec end to end (keys, stages, input files and columns, models) without running it."""
-    from jobs.pipeline import plan_job
+    from jobs.plan import plan_job
     from jobs.spec import load_spec
 
     try:
@@ -48,8 +49,9 @@ def run(spec: str = typer.Argument(..., help="Job spec (YAML)"),
         date: Optional[str] = DateOption, set_: Optional[List[str]] = SetOption,
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace a committed output (atomically).")) -> None:
     """Run a job on the local machine (embedded Ray), or on RAY_ADDRESS's cluster when set."""
-    from jobs.pipeline import plan_job, run_job
+    from jobs.plan import plan_job
     from jobs.report import print_summary
+    from jobs.runner import run_job
     from jobs.spec import load_spec
 
     try:
@@ -58,6 +60,8 @@ def run(spec: str = typer.Argument(..., help="Job spec (YAML)"),
         result = run_job(plan, overwrite=overwrite)
     except RaybatchError as exc:
         _fail(exc)
+    if result.recovered:
+        typer.echo(f"recovered: {result.recovered}", err=True)
     if result.skipped:
         typer.echo(f"skipped: {result.output_path} is already committed (_SUCCESS present); "
                    f"use --overwrite to redo it")

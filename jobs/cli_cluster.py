@@ -16,6 +16,10 @@ from typing import List, Optional
 import typer
 
 from jobs.errors import RaybatchError
+from jobs.secrets import redact_uri
+from ray_cluster.errors import ClusterError
+
+OurErrors = (RaybatchError, ClusterError)
 
 AddressOption = typer.Option(None, "--address", envvar="RAY_ADDRESS", show_envvar=True, metavar="URL",
                              help="The cluster's dashboard URL, e.g. http://127.0.0.1:8265.")
@@ -23,8 +27,8 @@ ClusterDirOption = typer.Option(None, "--dir", metavar="DIR", help="Where the lo
                                 "and logs (default: $RAYBATCH_CLUSTER_DIR or /tmp/raybatch-cluster-UID).")
 
 
-def _fail(exc: RaybatchError) -> None:
-    typer.echo(f"error: {exc}", err=True)
+def _fail(exc: RaybatchError | ClusterError) -> None:
+    typer.echo(f"error: {redact_uri(str(exc))}", err=True)
     raise typer.Exit(exc.exit_code)
 
 
@@ -61,7 +65,7 @@ def submit(spec: str = typer.Argument(..., help="Job spec (YAML)"),
             return
         cluster.follow(job_id, lambda text: (sys.stdout.write(text), sys.stdout.flush()))
         details = cluster.wait(job_id)
-    except RaybatchError as exc:
+    except OurErrors as exc:
         _fail(exc)
     from ray_cluster.submit import status_name
 
@@ -91,7 +95,7 @@ def status(job_id: str = typer.Argument(..., metavar="JOB"), address: Optional[s
 
     try:
         details = Cluster(address).info(job_id)
-    except RaybatchError as exc:
+    except OurErrors as exc:
         _fail(exc)
     typer.echo(f"{job_id}: {status_name(details)}")
     if details.message:
@@ -112,7 +116,7 @@ def logs(job_id: str = typer.Argument(..., metavar="JOB"), address: Optional[str
             cluster.follow(job_id, lambda text: (sys.stdout.write(text), sys.stdout.flush()))
         else:
             sys.stdout.write(cluster.logs(job_id))
-    except RaybatchError as exc:
+    except OurErrors as exc:
         _fail(exc)
 
 
@@ -126,7 +130,7 @@ def stop(job_id: str = typer.Argument(..., metavar="JOB"), address: Optional[str
             typer.echo(f"{job_id}: stop requested")
         else:
             typer.echo(f"{job_id}: already {status_name(cluster.info(job_id))}")
-    except RaybatchError as exc:
+    except OurErrors as exc:
         _fail(exc)
 
 
@@ -139,7 +143,7 @@ def list_jobs(address: Optional[str] = AddressOption) -> None:
 
     try:
         jobs = Cluster(address).list()
-    except RaybatchError as exc:
+    except OurErrors as exc:
         _fail(exc)
     table = Table(title=f"{len(jobs)} job(s)")
     for column in ("job", "status", "started", "entrypoint"):
@@ -166,7 +170,7 @@ def cluster_up(workers: int = typer.Option(1, "--workers", min=0, help="Worker n
 
     try:
         cluster = local.up(workers, root=directory, cpus_per_node=cpus, port=port, dashboard_port=dashboard_port)
-    except RaybatchError as exc:
+    except OurErrors as exc:
         _fail(exc)
     typer.echo(f"dashboard: {cluster.dashboard_url}")
     typer.echo(f"address: {cluster.address}")
@@ -191,7 +195,7 @@ def report(output: Path = typer.Argument(..., metavar="OUTPUT", help="A committe
 
     try:
         data = load_report(output, column)
-    except RaybatchError as exc:
+    except OurErrors as exc:
         _fail(exc)
     print_report(data)
     path = write_html(data)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from jobs.errors import SpecError
+from jobs.stages.base import RowError
 
 # Tokenizers report this (or larger) when a model declares no input limit.
 _NO_LIMIT = 1_000_000
@@ -72,14 +73,6 @@ class RowResult:
 
     texts: list[str] = field(default_factory=list)
     error: tuple[str, str] | None = None
-
-
-class RowError(Exception):
-    """A row the engine cannot process; `kind` becomes the dead letter's error_type."""
-
-    def __init__(self, kind: str, message: str):
-        super().__init__(message)
-        self.kind = kind
 
 
 @dataclass

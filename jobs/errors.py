@@ -19,13 +19,24 @@ class InputDataError(RaybatchError):
     exit_code = 2
 
 
+class OutputConflict(RaybatchError):
+    """The output path holds something this job did not write, or overlaps the input."""
+
+    exit_code = 2
+
+
 class JobFailed(RaybatchError):
     """The job started but could not finish; nothing was published."""
 
     exit_code = 1
 
 
+class StageFailed(JobFailed):
+    """A stage raised something it did not declare as a row-level error (a bug, a broken model):
+    the block fails, and after Ray's retries the job fails with this one line."""
+
+
 class LockHeld(RaybatchError):
-    """Another run of the same job holds its lock."""
+    """Another run holds the output path's (or the job's) lock."""
 
     exit_code = 3

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import glob as globlib
 import os
+import posixpath
+import re
+import stat as stat_module
 from dataclasses import asdict, dataclass
 
 import pyarrow as pa
@@ -15,7 +18,8 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from jobs.errors import InputDataError
-from jobs.stages.base import ERROR, ERROR_STAGE, ERROR_TYPE, ROW_ID, SHARD, SOURCE
+from jobs.secrets import redact_uri
+from jobs.stages.base import INTERNAL_COLUMNS
 
 
 @dataclass(frozen=True)
@@ -34,6 +38,12 @@ class Shard:
     name: str
     row_start: int
     row_end: int
+    digest: str = ""  # identity digest of the shard's row ids (jobs.row_ids), checked at commit
+    duplicates: tuple[int, ...] = ()  # row indexes (in the file) whose id an earlier row has
+
+    @classmethod
+    def from_dict(cls, item: dict) -> "Shard":
+        return cls(**{**item, "duplicates": tuple(item.get("duplicates") or ())})
 
     @property
     def num_rows(self) -> int:
@@ -49,44 +59,105 @@ def resolve_filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
         try:
             return pafs.FileSystem.from_uri(uri)
         except (pa.ArrowInvalid, OSError) as exc:
-            raise InputDataError(f"{uri}: cannot open this filesystem: {exc}") from None
+            raise InputDataError(f"{redact_uri(uri)}: cannot open this filesystem: {short_error(exc)}") from None
     return pafs.LocalFileSystem(), os.path.abspath(uri)
 
 
 def list_input_files(uri: str) -> tuple[pafs.FileSystem, list[InputFile]]:
-    """Expand a directory, glob or file into Parquet files, sorted, with size and mtime."""
+    """Expand a directory, glob or file into Parquet files, sorted, with size and mtime. Each real
+    file is taken once (symlinks and loops followed once), and only regular files: a FIFO would hang."""
     fs, path = resolve_filesystem(uri)
-    has_glob = any(ch in path for ch in "*?[")
-    if has_glob:
-        if not isinstance(fs, pafs.LocalFileSystem):
-            raise InputDataError(f"{uri}: globs are supported on local paths; give a directory for URIs")
-        root = path.split("*")[0].rsplit("/", 1)[0] or "/"
-        paths = sorted(p for p in globlib.glob(path, recursive=True) if os.path.isfile(p))
-        if not paths:
-            raise InputDataError(f"{uri}: no files match this glob")
+    shown = redact_uri(uri)
+    if isinstance(fs, pafs.LocalFileSystem):
+        root, paths = _local_files(path, shown)
         infos = fs.get_file_info(paths)
     else:
-        info = fs.get_file_info(path)
-        if info.type == pafs.FileType.NotFound:
-            raise InputDataError(f"{uri}: input not found")
-        if info.type == pafs.FileType.Directory:
-            root = path
-            selector = pafs.FileSelector(path, recursive=True)
-            infos = sorted(
-                (i for i in fs.get_file_info(selector)
-                 if i.type == pafs.FileType.File and not _hidden(i.path, root)),
-                key=lambda i: i.path,
-            )
-            if not infos:
-                raise InputDataError(f"{uri}: directory has no Parquet files")
-        else:
-            root, infos = os.path.dirname(path), [info]
+        root, infos = _remote_files(fs, path, shown)
     files = []
     for info in infos:
         name = os.path.relpath(info.path, root) if root else info.base_name
         mtime = info.mtime.timestamp() if info.mtime is not None else 0.0
         files.append(InputFile(info.path, name, info.size or 0, mtime, _num_rows(fs, info.path)))
     return fs, files
+
+
+def input_root(uri: str) -> str:
+    """The folder an input path names or starts at (before any glob character)."""
+    path = os.path.abspath(uri)
+    if any(ch in path for ch in "*?["):
+        return re.split(r"[*?\[]", path, maxsplit=1)[0].rsplit("/", 1)[0] or "/"
+    return path
+
+
+def _local_files(path: str, shown: str) -> tuple[str, list[str]]:
+    if any(ch in path for ch in "*?["):
+        root = input_root(path)
+        candidates = sorted(globlib.glob(path, recursive=True))
+        if not candidates:
+            raise InputDataError(f"{shown}: no files match this glob")
+    elif os.path.isdir(path):
+        root, candidates = path, _walk_once(path)
+        if not candidates:
+            raise InputDataError(f"{shown}: directory has no Parquet files")
+    elif os.path.lexists(path):
+        if not _regular(path):
+            raise InputDataError(f"{shown}: not a regular file (a FIFO, device or broken link); give Parquet files")
+        return os.path.dirname(path), [path]
+    else:
+        raise InputDataError(f"{shown}: input not found")
+    seen: set[tuple[int, int]] = set()
+    paths = []
+    for candidate in candidates:
+        if _hidden(candidate, root) or not _regular(candidate):
+            continue
+        stat = os.stat(candidate)
+        if (stat.st_dev, stat.st_ino) not in seen:
+            seen.add((stat.st_dev, stat.st_ino))
+            paths.append(candidate)
+    if not paths:
+        raise InputDataError(f"{shown}: no regular Parquet files here")
+    return root, paths
+
+
+def _walk_once(root: str) -> list[str]:
+    """Every file under root, following directory links but entering each real folder once."""
+    visited: set[tuple[int, int]] = set()
+    found = []
+    for folder, dirs, names in os.walk(root, followlinks=True):
+        stat = os.stat(folder)
+        if (stat.st_dev, stat.st_ino) in visited:
+            dirs[:] = []
+            continue
+        visited.add((stat.st_dev, stat.st_ino))
+        dirs.sort()
+        found.extend(os.path.join(folder, name) for name in names)
+    return sorted(found)
+
+
+def _regular(path: str) -> bool:
+    try:
+        return stat_module.S_ISREG(os.stat(path).st_mode)
+    except OSError:
+        return False
+
+
+def _remote_files(fs: pafs.FileSystem, path: str, shown: str) -> tuple[str, list[pafs.FileInfo]]:
+    if any(ch in path for ch in "*?["):
+        raise InputDataError(f"{shown}: globs are supported on local paths; give a directory for URIs")
+    try:
+        info = fs.get_file_info(path)
+        if info.type == pafs.FileType.NotFound:
+            raise InputDataError(f"{shown}: input not found")
+        if info.type != pafs.FileType.Directory:
+            return posixpath.dirname(path), [info]
+        infos = sorted((i for i in fs.get_file_info(pafs.FileSelector(path, recursive=True))
+                        if i.type == pafs.FileType.File and not _hidden(i.path, path)), key=lambda i: i.path)
+    except OSError as exc:
+        raise InputDataError(f"{shown}: cannot reach the object store ({redact_uri(short_error(exc))}); "
+                             f"check the endpoint, network and credentials") from None
+    if not infos:
+        raise InputDataError(f"{shown}: directory has no Parquet files")
+    return path, infos
 
 
 def _hidden(path: str, root: str) -> bool:
@@ -99,7 +170,7 @@ def _num_rows(fs: pafs.FileSystem, path: str) -> int:
         with fs.open_input_file(path) as handle:
             return pq.ParquetFile(handle).metadata.num_rows
     except (pa.ArrowException, OSError) as exc:
-        raise InputDataError(f"{path}: not a readable Parquet file ({_short(exc)})") from None
+        raise InputDataError(f"{path}: not a readable Parquet file ({short_error(exc)})") from None
 
 
 def read_schema(fs: pafs.FileSystem, files: list[InputFile]) -> pa.Schema:
@@ -110,7 +181,7 @@ def read_schema(fs: pafs.FileSystem, files: list[InputFile]) -> pa.Schema:
             with fs.open_input_file(file.path) as handle:
                 schemas.append((file, pq.ParquetFile(handle).schema_arrow))
         except (pa.ArrowException, OSError) as exc:
-            raise InputDataError(f"{file.path}: not a readable Parquet file ({_short(exc)})") from None
+            raise InputDataError(f"{file.path}: not a readable Parquet file ({short_error(exc)})") from None
     unified = schemas[0][1]
     for file, schema in schemas[1:]:
         for field in schema:
@@ -120,8 +191,8 @@ def read_schema(fs: pafs.FileSystem, files: list[InputFile]) -> pa.Schema:
                 raise InputDataError(f"{file.path}: column {field.name!r} is {field.type}, "
                                      f"but {schemas[0][0].path} has {known.type}")
         unified = pa.unify_schemas([unified, schema], promote_options="permissive")
-    for name in (ROW_ID, SHARD, SOURCE, ERROR_STAGE, ERROR_TYPE, ERROR):
-        if name in unified.names and name != ROW_ID:
+    for name in INTERNAL_COLUMNS:
+        if name in unified.names:
             raise InputDataError(f"{files[0].path}: column {name!r} is reserved for the runner")
     return unified.remove_metadata()
 
@@ -137,63 +208,5 @@ def plan_shards(files: list[InputFile], shard_rows: int) -> list[Shard]:
     return shards
 
 
-def read_shard(fs: pafs.FileSystem, shard: Shard, schema: pa.Schema, id_column: str | None) -> pa.Table:
-    """Read one shard's rows, add row_id and the runner's columns. Row ids: the id column's value,
-    or `<file name>:<row index>`. A row with no id is failed here and goes to the dead letter."""
-    try:
-        with fs.open_input_file(shard.path) as handle:
-            table = _read_rows(pq.ParquetFile(handle), shard.row_start, shard.row_end)
-    except (pa.ArrowException, OSError) as exc:
-        raise InputDataError(f"{shard.path}: cannot read rows {shard.row_start}-{shard.row_end} "
-                             f"({_short(exc)})") from None
-    table = _conform(table, schema)
-    n = table.num_rows
-    if id_column is None and ROW_ID in table.column_names:
-        id_column = ROW_ID  # output of an earlier job: keep its ids
-    error_types: list[str | None] = [None] * n
-    errors: list[str | None] = [None] * n
-    if id_column:
-        ids = table[id_column].to_pylist()
-        row_ids = []
-        for i, value in enumerate(ids):
-            if value is None:
-                row_ids.append(f"{shard.name}:{shard.row_start + i}")
-                error_types[i], errors[i] = "missing_id", f"id column {id_column!r} is null"
-            else:
-                row_ids.append(str(value))
-    else:
-        row_ids = [f"{shard.name}:{shard.row_start + i}" for i in range(n)]
-    if ROW_ID in table.column_names:
-        table = table.drop_columns([ROW_ID])
-    table = table.add_column(0, ROW_ID, pa.array(row_ids, pa.string()))
-    has_errors = any(error_types)
-    return (table.append_column(SHARD, pa.array([shard.index] * n, pa.int64()))
-            .append_column(SOURCE, pa.array([True] * n, pa.bool_()))
-            .append_column(ERROR_STAGE, pa.array(["read" if e else None for e in error_types], pa.string())
-                           if has_errors else pa.nulls(n, pa.string()))
-            .append_column(ERROR_TYPE, pa.array(error_types, pa.string()))
-            .append_column(ERROR, pa.array(errors, pa.string())))
-
-
-def _read_rows(parquet: pq.ParquetFile, start: int, end: int) -> pa.Table:
-    """Read rows [start, end) touching only the row groups that hold them."""
-    groups, offset, first_offset = [], 0, None
-    for index in range(parquet.metadata.num_row_groups):
-        rows = parquet.metadata.row_group(index).num_rows
-        if offset + rows > start and offset < end:
-            groups.append(index)
-            first_offset = offset if first_offset is None else first_offset
-        offset += rows
-    table = parquet.read_row_groups(groups)
-    return table.slice(start - (first_offset or 0), end - start)
-
-
-def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
-    """Give every shard the unified schema (missing columns as nulls) so output files agree."""
-    columns = [table[f.name].cast(f.type) if f.name in table.column_names else pa.nulls(table.num_rows, f.type)
-               for f in schema]
-    return pa.table(columns, schema=schema)
-
-
-def _short(exc: BaseException) -> str:
+def short_error(exc: BaseException) -> str:
     return " ".join(str(exc).split())[:200]

@@ -5,12 +5,13 @@ from __future__ import annotations
 import datetime as dt
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from jobs.errors import SpecError
+from jobs.secrets import redact_uri
 from jobs.stages.base import StageParams
 from jobs.stages.registry import stage_class
 
@@ -24,6 +25,8 @@ class InputSpec(BaseModel):
     path: str
     id_column: str | None = None
     incremental: bool = False
+    duplicate_ids: Literal["fail", "dead_letter"] = Field(
+        "fail", description="a repeated id_column value: fail the job (exit 2) or dead-letter the later rows")
     shard_rows: int = Field(10_000, gt=0, description="rows per shard: the unit of work, commit and resume")
 
 
@@ -42,6 +45,8 @@ class JobSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(pattern=NAME_PATTERN)
     seed: int = 0
+    max_dead_letter_fraction: float = Field(
+        0.5, ge=0, le=1, description="more of the input than this in the dead letter fails the job, unpublished")
     input: InputSpec
     output: OutputSpec
     stages: list[Any] = Field(min_length=1)
@@ -63,6 +68,8 @@ class JobSpec(BaseModel):
         data = self.model_dump(mode="json")
         data["stages"] = [s.model_dump(mode="json") for s in self.stages]
         data["date"] = self.date
+        for section in ("input", "output"):
+            data[section]["path"] = redact_uri(data[section]["path"])
         return data
 
 
@@ -80,9 +87,11 @@ def load_spec(path: str | Path, overrides: list[str] | None = None, date: str | 
     except (OSError, UnicodeDecodeError) as exc:
         raise SpecError(f"{source}: cannot read spec: {exc}") from None
     try:
-        raw = yaml.safe_load(text)
+        raw = load_yaml(text)
     except yaml.YAMLError as exc:
         raise SpecError(f"{source}: not valid YAML: {' '.join(str(exc).split())}") from None
+    except SpecError as exc:
+        raise SpecError(f"{source}: {exc}") from None
     if not isinstance(raw, dict):
         raise SpecError(f"{source}: a spec is a YAML mapping with name, input, output and stages")
     for item in overrides or []:
@@ -93,8 +102,7 @@ def load_spec(path: str | Path, overrides: list[str] | None = None, date: str | 
 def parse_spec(raw: dict, source: str = "<spec>", date: str | None = None) -> JobSpec:
     """Validate a spec mapping; every error message starts with `source: key.path:`."""
     date = date or today_utc()
-    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", date):
-        raise SpecError(f"--date {date!r}: expected YYYY-MM-DD")
+    check_date(date)
     raw = dict(raw)
     raw_stages = raw.pop("stages", None)
     stages: list[StageParams] = []
@@ -114,6 +122,50 @@ def parse_spec(raw: dict, source: str = "<spec>", date: str | None = None) -> Jo
     return spec
 
 
+def check_date(date: str) -> None:
+    """A real calendar date, YYYY-MM-DD: it becomes a folder name."""
+    try:
+        valid = bool(re.fullmatch(r"\d{4}-\d{2}-\d{2}", date)) and dt.date.fromisoformat(date).isoformat() == date
+    except ValueError:
+        valid = False
+    if not valid:
+        raise SpecError(f"--date {date!r}: not a calendar date; expected YYYY-MM-DD, like {today_utc()}")
+
+
+def load_yaml(text: str) -> Any:
+    """safe_load, refusing documents whose aliases expand past MAX_NODES nodes (an alias bomb
+    would otherwise take minutes and gigabytes to validate)."""
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        size = _expanded_size(node, {})
+        if size > MAX_NODES:
+            raise SpecError(f"YAML aliases expand to more than {MAX_NODES:,} nodes; a spec needs far fewer")
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+MAX_NODES = 100_000
+
+
+def _expanded_size(node: yaml.Node, memo: dict[int, int]) -> int:
+    """Nodes the document holds once every alias is expanded, counted without expanding it."""
+    key = id(node)
+    if key in memo:
+        return memo[key]
+    memo[key] = 1  # a recursive alias counts once instead of looping
+    total = 1
+    if isinstance(node, yaml.SequenceNode):
+        total += sum(_expanded_size(child, memo) for child in node.value)
+    elif isinstance(node, yaml.MappingNode):
+        total += sum(_expanded_size(k, memo) + _expanded_size(v, memo) for k, v in node.value)
+    memo[key] = min(total, MAX_NODES + 1)
+    return memo[key]
+
+
 def fill_placeholders(path: str, name: str, date: str) -> str:
     """Fill {name} and {date}; plain replace so other braces in a path are left alone."""
     return path.replace("{name}", name).replace("{date}", date)
@@ -123,6 +175,8 @@ def _parse_stage(item: Any, index: int, source: str) -> StageParams:
     where = f"{source}: stages[{index}]"
     if not isinstance(item, dict) or "use" not in item:
         raise SpecError(f"{where}: each stage is a mapping with a 'use' key naming the stage")
+    if not isinstance(item["use"], str):
+        raise SpecError(f"{where}.use: must be a stage name (a string), not a {type(item['use']).__name__}")
     cls = stage_class(item["use"], where=f"{where}.use")
     try:
         return cls.Params.model_validate(item)

@@ -1,9 +1,8 @@
-"""Cluster-side errors (no Ray import): the CLI prints them as one line with their exit code."""
+"""Cluster-side errors (no Ray import, and no import of `jobs`: the arrow goes from the CLI to the
+cluster code only). The CLI prints them as one line with their exit code."""
 
-from jobs.errors import RaybatchError
 
-
-class ClusterError(RaybatchError):
+class ClusterError(Exception):
     """The cluster cannot be reached, refuses us, or the request is malformed (exit 2)."""
 
     exit_code = 2

@@ -59,10 +59,8 @@ def resolve_address(address: str | None) -> str:
 
 def project_root() -> Path:
     """The checkout holding the `jobs` package: what a job needs to run on the cluster."""
-    import jobs
-
-    root = Path(jobs.__file__).resolve().parents[1]
-    if not (root / "pyproject.toml").exists():
+    root = Path(__file__).resolve().parents[1]
+    if not (root / "pyproject.toml").exists() or not (root / "jobs").is_dir():
         raise ClusterError(f"{root}: not a raybatch checkout (no pyproject.toml); submit from the project "
                            f"directory so its code and data can be shipped")
     return root

@@ -3,13 +3,15 @@
 A stage declares its params model, the columns it needs and the columns it adds, so a spec is
 checked end to end before Ray starts. `__init__` loads what the stage needs once per worker;
 `__call__(batch) -> batch` does the work. Rows a stage cannot process are marked with
-`mark_failed` instead of raising; `StageRunner` (plain Python, no Ray) routes them to the dead letter
-and isolates rows that make a stage raise.
+`mark_failed`, or the stage raises `RowError` (or one of its declared `row_errors`), and
+`StageRunner` (plain Python, no Ray) isolates those rows for the dead letter. Anything else a stage
+raises is a bug or a broken model: it fails the block, and the job, naming the stage.
 """
 
 from __future__ import annotations
 
 import time
+from collections import Counter
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -17,14 +19,29 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, Field
 
+from jobs.errors import RaybatchError, StageFailed
+
 # Columns the runner adds to every row while it travels through the pipeline; never written as-is.
 SHARD = "_rb_shard"
 SOURCE = "_rb_source"  # True on exactly one output row per input row (the accounting invariant)
+INPUT_ID = "_rb_input_id"  # the input row's id this row descends from (an augmented copy's parent)
 ERROR_STAGE = "_rb_error_stage"
 ERROR_TYPE = "_rb_error_type"
 ERROR = "_rb_error"
-INTERNAL_COLUMNS = (SHARD, SOURCE, ERROR_STAGE, ERROR_TYPE, ERROR)
+INTERNAL_COLUMNS = (SHARD, SOURCE, INPUT_ID, ERROR_STAGE, ERROR_TYPE, ERROR)
 ROW_ID = "row_id"
+
+
+class RowError(Exception):
+    """A row a stage cannot process; `kind` becomes the dead letter's error_type."""
+
+    def __init__(self, kind: str, message: str):
+        super().__init__(message)
+        self.kind = kind
+
+
+class IdentityError(RuntimeError):
+    """A stage returned a batch that does not account for each input row exactly once (a bug)."""
 
 
 class Resources(BaseModel):
@@ -63,6 +80,9 @@ class Stage:
     uses_actors: ClassVar[bool] = False
     # Stages that emit more rows than they get (augmentation) say so; the accounting allows it.
     adds_rows: ClassVar[bool] = False
+    # Exceptions that mean "this row is bad", beyond RowError: the runner isolates the rows that
+    # raise them for the dead letter. Anything else fails the job.
+    row_errors: ClassVar[tuple[type[BaseException], ...]] = ()
 
     def __init__(self, params: StageParams, context: StageContext):
         self.params = params
@@ -129,18 +149,28 @@ def failed_mask(batch: pa.Table) -> pa.Array:
 
 
 class StageRunner:
-    """Runs one stage over a batch: skips rows already failed, isolates rows that raise,
-    stamps the stage name on new failures and reports rows in/out/dead and seconds."""
+    """Runs one stage over a batch: skips rows already failed, isolates rows that raise a declared
+    row error, stamps the stage name on new failures, checks identity, reports rows and seconds."""
 
     def __init__(self, stage: Stage):
         self.stage = stage
+        self.row_errors = (RowError, *stage.row_errors)
 
     def __call__(self, batch: pa.Table) -> tuple[pa.Table, dict]:
         started = time.perf_counter()
+        self.stage.take_metrics()  # counters of an attempt that raised must not reach this batch
         failed = failed_mask(batch)
         live = batch.filter(pc.invert(failed))
         earlier_dead = batch.filter(failed)
-        out = self._call_isolating(live) if live.num_rows else live
+        try:
+            out = self._call_isolating(live) if live.num_rows else live
+            check_identity(live, out, self.stage.name)
+        except RaybatchError:
+            raise
+        except Exception as exc:
+            first = live[ROW_ID][0].as_py() if live.num_rows and ROW_ID in live.column_names else None
+            raise StageFailed(f"stage {self.stage.name!r} raised {type(exc).__name__}: {one_line(exc)} "
+                              f"(in a block starting at row_id {first!r}); nothing was published") from exc
         new_failures = failed_mask(out)
         stage_col = pc.if_else(new_failures, pa.scalar(self.stage.name), pa.scalar(None, pa.string()))
         out = set_column(out, ERROR_STAGE, stage_col)
@@ -157,17 +187,42 @@ class StageRunner:
         return result, stats
 
     def _call_isolating(self, batch: pa.Table) -> pa.Table:
-        """Call the stage; if it raises, split the batch until the raising rows are alone."""
+        """Call the stage; on a declared row error, split the batch until the raising rows are alone."""
         try:
             return self.stage(batch)
-        except (MemoryError, KeyboardInterrupt, SystemExit):
-            raise
-        except Exception as exc:  # a row-level failure until shown otherwise
+        except self.row_errors as exc:
             if batch.num_rows == 1:
-                return mark_failed(batch, {0: (type(exc).__name__, str(exc) or repr(exc))})
+                kind = exc.kind if isinstance(exc, RowError) else type(exc).__name__
+                return mark_failed(batch, {0: (kind, str(exc) or repr(exc))})
             half = batch.num_rows // 2
             return _concat([self._call_isolating(batch.slice(0, half)),
                             self._call_isolating(batch.slice(half))])
+
+
+def one_line(exc: BaseException, limit: int = 300) -> str:
+    text = " ".join(str(exc).split()) or repr(exc)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def check_identity(before: pa.Table, after: pa.Table, stage: str) -> None:
+    """Each input row of the batch is accounted for exactly once by the stage's output: the rows
+    flagged as source carry the same input ids, no more and no fewer (rows added beside them, like
+    augmented copies, are not flagged)."""
+    if INPUT_ID not in before.column_names:
+        return
+    if INPUT_ID not in after.column_names or SOURCE not in after.column_names:
+        raise IdentityError(f"stage {stage!r} dropped the runner's columns {INPUT_ID!r}/{SOURCE!r}")
+    want = sorted(_source_ids(before))
+    got = sorted(_source_ids(after))
+    if want != got:
+        missing = sorted(set(want) - set(got))[:3]
+        doubled = sorted(i for i, n in Counter(got).items() if n > 1)[:3]
+        raise IdentityError(f"stage {stage!r} returned {len(got)} rows for {len(want)} input rows "
+                            f"(missing e.g. {missing}, doubled e.g. {doubled})")
+
+
+def _source_ids(table: pa.Table) -> list[str]:
+    return table.filter(pc.fill_null(table[SOURCE], False))[INPUT_ID].to_pylist() if table.num_rows else []
 
 
 def _concat(tables: list[pa.Table]) -> pa.Table:

@@ -181,7 +181,7 @@ def test_lock_held_exits_3_stop_stops_and_failures_exit_1(cluster):
         time.sleep(1)
     second = cluster.raybatch("submit", spec, "--date", "2026-02-01", "--wait")
     assert second.returncode == 3, second.stdout[-2000:] + second.stderr
-    assert "another run of this job holds" in second.stdout and "exit code 3" in second.stdout.splitlines()[-1]
+    assert "another run holds output" in second.stdout and "exit code 3" in second.stdout.splitlines()[-1]
 
     stopped = cluster.raybatch("stop", job_id)
     assert stopped.returncode == 0 and stopped.stdout.strip() == f"{job_id}: stop requested"

@@ -13,7 +13,10 @@ from jobs.stages.base import Stage, StageParams, set_column
 class UpperParams(StageParams):
     column: str
     output_column: str = "upper"
-    explode_on: str | None = None  # rows whose text contains this raise, to test isolation
+    explode_on: str | None = None  # rows whose text contains this raise a declared row error (ValueError)
+    bug_on: str | None = None  # rows whose text contains this hit a plain bug (ZeroDivisionError)
+    fail_init: bool = False  # the constructor raises, as a model that cannot load would
+    drop_and_double: bool = False  # drop the first row and double the last: a stage breaking identity
     sleep_per_batch: float = 0.0
     # Kill this worker process once, mid-run, to test retries (a file marks that it happened).
     die_once_flag: str | None = None
@@ -24,6 +27,12 @@ class UpperStage(Stage):
 
     name = "upper"
     Params = UpperParams
+    row_errors = (ValueError,)
+
+    def __init__(self, params, context):
+        super().__init__(params, context)
+        if params.fail_init:
+            raise OSError(f"cannot load weights from /models/{params.column}")
 
     @classmethod
     def input_columns(cls, params):
@@ -43,10 +52,15 @@ class UpperStage(Stage):
         values = []
         for value in batch[self.params.column].to_pylist():
             if self.params.explode_on and value and self.params.explode_on in value:
-                raise RuntimeError(f"cannot handle {value[:20]!r}")
+                raise ValueError(f"cannot handle {value[:20]!r}")
+            if self.params.bug_on and value and self.params.bug_on in value:
+                values.append(str(1 / 0))
             values.append(value.upper() if value is not None else None)
         self.count("uppercased", len(values))
-        return set_column(batch, self.params.output_column, pa.array(values, pa.string()))
+        out = set_column(batch, self.params.output_column, pa.array(values, pa.string()))
+        if self.params.drop_and_double and out.num_rows > 1:
+            out = pa.concat_tables([out.slice(1), out.slice(out.num_rows - 1)])
+        return out
 
 
 class UpperActorStage(UpperStage):

@@ -17,7 +17,8 @@ import pytest
 from augment import ops
 from augment.export import write_export
 from augment.stage import Augmenter, AugmentParams
-from jobs.pipeline import plan_job, run_job
+from jobs.plan import plan_job
+from jobs.runner import run_job
 from jobs.spec import load_spec
 from tests.conftest import ROOT, eda_sentences
 from tests.helpers.jobs import read_output, write_spec
@@ -64,7 +65,7 @@ def test_identical_output_whatever_the_shard_size_and_worker_count(ray_local, co
     # One worker: its own Ray with one CPU, in a subprocess, with two big shards.
     path = write_spec(tmp_path / "a.yaml", spec(tmp_path, folder))
     code = ("import ray, sys; ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False); "
-            "from jobs.pipeline import plan_job, run_job; from jobs.spec import load_spec; "
+            "from jobs.plan import plan_job; from jobs.runner import run_job; from jobs.spec import load_spec; "
             "run_job(plan_job(load_spec(sys.argv[1], sys.argv[2:])))")
     done = subprocess.run([sys.executable, "-c", code, str(path), f"output.path={tmp_path / 'a'}",
                            "input.shard_rows=1000"], cwd=ROOT, capture_output=True, text=True, timeout=300)

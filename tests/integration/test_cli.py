@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -14,7 +15,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from jobs.pipeline import plan_job, run_job
+from jobs.plan import plan_job
+from jobs.runner import run_job
 from jobs.spec import load_spec
 from tests.conftest import ROOT
 from tests.helpers.jobs import read_output, write_spec
@@ -68,7 +70,7 @@ def test_corrupt_pages_fail_the_job_with_exit_2_and_nothing_published(tmp_path):
     raw[200:4000] = os.urandom(3800)  # data pages broken, footer intact: only reading finds it
     path.write_bytes(bytes(raw))
     result = cli("run", spec_for(tmp_path, folder))
-    one_line_error(result, 2, "a.parquet", "cannot read rows")
+    one_line_error(result, 2, "a.parquet", "cannot read")  # planning reads the id column and finds it
     assert not (tmp_path / "out").exists()
 
 
@@ -113,17 +115,24 @@ def test_kill_9_mid_run_then_rerun_gives_the_uninterrupted_output(ray_local, tmp
     assert data.equals(ref_data) and data.num_rows + dead.num_rows == 600 == ref_data.num_rows + ref_dead.num_rows
 
 
-def test_a_second_run_while_one_holds_the_lock_exits_3(tmp_path):
+@pytest.mark.parametrize("second_name", ["locked", "another-job"])
+def test_a_second_run_on_the_same_output_path_exits_3_at_once(tmp_path, second_name):
+    """The lock is the output path's: a second run of the same job, or of another job writing the
+    same path, is refused before it touches the first one's staging."""
     spec = slow_spec(tmp_path, name="locked", sleep=1.0)
-    lock = tmp_path / "out" / ".raybatch-locked.lock"
+    lock = tmp_path / "out" / ".locked.lock"
     first = subprocess.Popen([*RAYBATCH, "run", str(spec)], cwd=ROOT, stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL)
     try:
         wait_for(lambda: lock.exists() and "pid" in lock.read_text(), 120, "the first run to lock")
+        stamp = tmp_path / "out" / ".locked.staging" / "_stamp.json"
+        wait_for(stamp.exists, 60, "the first run's staging")
+        before = stamp.read_text()
         started = time.time()
-        second = cli("run", spec)
-        one_line_error(second, 3, "another run of this job holds", f"pid {first.pid}")
+        second = cli("run", spec, "--set", f"name={second_name}", "--set", f"output.path={tmp_path / 'out' / 'locked'}")
+        one_line_error(second, 3, "another run holds output", f"pid {first.pid}")
         assert time.time() - started < 30
+        assert stamp.read_text() == before and json.loads(before)["job"] == "locked"
     finally:
         first.send_signal(signal.SIGKILL)
         first.wait()

@@ -12,7 +12,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from jobs.pipeline import plan_job, run_job
+from jobs.plan import plan_job
+from jobs.runner import run_job
 from jobs.spec import load_spec
 from tests.conftest import ROOT
 from tests.helpers.jobs import read_output, write_spec
@@ -70,7 +71,8 @@ def bad_corpus(folder: Path) -> int:
 def test_bad_rows_go_to_dead_letter_with_reasons(ray_local, tmp_path):
     n = bad_corpus(tmp_path / "in")
     spec = write_spec(tmp_path / "bad.yaml", {
-        "name": "bad", "input": {"path": str(tmp_path / "in"), "id_column": "id"},
+        "name": "bad", "max_dead_letter_fraction": 1.0,
+        "input": {"path": str(tmp_path / "in"), "id_column": "id"},
         "output": {"path": str(tmp_path / "out")},
         "stages": [{"use": "clean", "column": "text", "max_chars": 1000},
                    {"use": "tests.helpers.stages:UpperStage", "column": "text", "explode_on": "normal"}]})
@@ -79,7 +81,7 @@ def test_bad_rows_go_to_dead_letter_with_reasons(ray_local, tmp_path):
     reasons = {r["row_id"]: (r["stage"], r["error_type"]) for r in dead.to_pylist()}
     assert reasons == {"n1": ("clean", "null"), "n2": ("clean", "empty"), "n3": ("clean", "empty"),
                        "n4": ("clean", "too_long"), "u2": ("clean", "invalid_utf8"),
-                       "n5": ("upper", "RuntimeError")}
+                       "n5": ("upper", "ValueError")}
     assert dead.filter(pa.compute.equal(dead["row_id"], "n4"))["text"][0].as_py() == "x" * 50_000
     assert set(data["row_id"].to_pylist()) == {"u1", "u3", "n6"}
     assert "中文" in data.filter(pa.compute.equal(data["row_id"], "u3"))["text"][0].as_py()

@@ -11,7 +11,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from jobs.engine import Engine, EngineConfig
-from jobs.pipeline import plan_job, run_job
+from jobs.plan import plan_job
+from jobs.runner import run_job
 from jobs.spec import load_spec
 from tests.conftest import ROOT, eda_sentences
 from tests.helpers.jobs import read_output, write_spec

@@ -16,7 +16,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from jobs.pipeline import plan_job, run_job
+from jobs.plan import plan_job
+from jobs.runner import run_job
 from jobs.report import load_report, print_report, throughput, write_html
 from jobs.spec import load_spec
 from tests.conftest import ROOT, eda_sentences

@@ -8,7 +8,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from jobs.errors import InputDataError
-from jobs.inputs import list_input_files, plan_shards, read_schema, read_shard
+from jobs.inputs import list_input_files, plan_shards, read_schema
+from jobs.reader import read_shard
 from jobs.stages.base import ERROR_TYPE, SOURCE
 
 

@@ -1,0 +1,177 @@
+"""Where a job's output, staging, lock and publish record live, and small filesystem helpers.
+
+Beside `<parent>/<base>` (the output) the runner keeps, all its own:
+    .<base>.staging/   parts, markers and the stamp while the job runs
+    .<base>.old/       the previous output during a two-rename swap (only where no exchange exists)
+    .<base>.lock       the lock, per output path
+    .<base>.publish    the publish record: which run's output is being put in place
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import errno
+import json
+import os
+import posixpath
+import uuid
+from dataclasses import dataclass
+
+import pyarrow.fs as pafs
+
+from jobs.errors import OutputConflict
+from jobs.inputs import resolve_filesystem
+
+SUCCESS = "_SUCCESS"
+MANIFEST = "_manifest.json"
+DATA_DIR = "data"
+DEAD_DIR = "_dead_letter"
+MARKER_DIR = "_shards"
+STAMP = "_stamp.json"
+TMP_INFIX = ".tmp-"
+
+
+def now_iso() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+@dataclass(frozen=True)
+class OutputLocation:
+    """The final output folder and the runner's own siblings of it, on one filesystem."""
+
+    fs: pafs.FileSystem
+    path: str
+
+    @classmethod
+    def for_uri(cls, uri: str) -> "OutputLocation":
+        fs, path = resolve_filesystem(uri)
+        return cls(fs, path.rstrip("/") or "/")
+
+    def _sibling(self, suffix: str) -> str:
+        parent, base = posixpath.split(self.path)
+        return posixpath.join(parent, f".{base}.{suffix}")
+
+    @property
+    def staging(self) -> str:
+        return self._sibling("staging")
+
+    @property
+    def trash(self) -> str:
+        return self._sibling("old")
+
+    @property
+    def lock_path(self) -> str:
+        return self._sibling("lock")
+
+    @property
+    def publish_record(self) -> str:
+        return self._sibling("publish")
+
+    def is_local(self) -> bool:
+        return isinstance(self.fs, pafs.LocalFileSystem)
+
+    def is_committed(self) -> bool:
+        return is_file(self.fs, posixpath.join(self.path, SUCCESS))
+
+    def committed_job(self, path: str | None = None) -> str | None:
+        """The job name in a committed output's manifest at `path` (default: the output)."""
+        path = path or self.path
+        if not is_file(self.fs, posixpath.join(path, SUCCESS)):
+            return None
+        name = read_json(self.fs, posixpath.join(path, MANIFEST)).get("name")
+        return name if isinstance(name, str) else None
+
+    def check_replaceable(self, job_name: str) -> None:
+        """Refuse (exit 2, nothing touched) unless the output path is free, an empty folder, or a
+        committed output of this same job: the runner never replaces what it did not write."""
+        info = self.fs.get_file_info(self.path)
+        if info.type == pafs.FileType.NotFound:
+            return
+        if info.type != pafs.FileType.Directory:
+            raise OutputConflict(f"output.path {self.path}: exists and is not a folder; nothing was touched")
+        owner = self.committed_job()
+        if owner == job_name:
+            return
+        entries = self.fs.get_file_info(pafs.FileSelector(self.path))
+        if not entries:
+            return
+        what = (f"a committed output of job {owner!r}" if owner else
+                f"a folder this job did not write ({len(entries)} entries)")
+        raise OutputConflict(f"output.path {self.path}: holds {what}; choose another output.path or move "
+                             f"it away; nothing was touched")
+
+
+# ---- small filesystem helpers -------------------------------------------------------------
+
+
+def is_file(fs: pafs.FileSystem, path: str) -> bool:
+    return fs.get_file_info(path).type == pafs.FileType.File
+
+
+def write_bytes(fs: pafs.FileSystem, path: str, data: bytes) -> None:
+    """Write via a temporary name and rename, so a file is either absent or complete; a failed
+    write (a full disk) leaves no temporary file behind."""
+    if not isinstance(fs, pafs.LocalFileSystem):
+        with fs.open_output_stream(path) as handle:
+            handle.write(data)
+        return
+    tmp = f"{path}{TMP_INFIX}{uuid.uuid4().hex[:8]}"
+    try:
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def write_json(fs: pafs.FileSystem, path: str, value: dict) -> None:
+    write_bytes(fs, path, json.dumps(value, indent=1, sort_keys=True).encode())
+
+
+def read_json(fs: pafs.FileSystem, path: str) -> dict:
+    """A JSON object, or {} when the file is absent or unreadable (a torn write counts as absent)."""
+    try:
+        with fs.open_input_stream(path) as handle:
+            value = json.loads(handle.read())
+    except (FileNotFoundError, OSError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def delete_dir(fs: pafs.FileSystem, path: str) -> None:
+    if fs.get_file_info(path).type == pafs.FileType.Directory:
+        fs.delete_dir(path)
+
+
+def delete_file(fs: pafs.FileSystem, path: str) -> None:
+    if fs.get_file_info(path).type == pafs.FileType.File:
+        fs.delete_file(path)
+
+
+def remove_temp_files(folder: str) -> None:
+    """Remove half-written `*.tmp-*` files under a local staging folder (a write that died)."""
+    for root, _, names in os.walk(folder):
+        for name in names:
+            if TMP_INFIX in name:
+                try:
+                    os.unlink(os.path.join(root, name))
+                except OSError:
+                    pass
+
+
+def fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)

@@ -1,0 +1,90 @@
+"""Writing a block's rows into staging (runs inside Ray's write tasks, no Ray import).
+
+Each shard's part is written as good rows in data/, failed rows in _dead_letter/, and a marker
+last. Names come from the part's first row id, so a retried task rewrites the same files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import posixpath
+import time
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from jobs.commit.identity import id_digest
+from jobs.commit.layout import DATA_DIR, DEAD_DIR, MARKER_DIR, OutputLocation, write_bytes
+from jobs.commit.models import FileEntry, Marker
+from jobs.stages.base import ERROR, ERROR_STAGE, ERROR_TYPE, INPUT_ID, INTERNAL_COLUMNS, SHARD, SOURCE
+
+STATS_METADATA_KEY = b"raybatch.stage_stats"
+
+
+def write_block(loc: OutputLocation, block: pa.Table, input_columns: list[str], compression: str) -> list[Marker]:
+    """Write one block's rows, grouped by shard, as good and dead-letter parts; return markers."""
+    stats = json.loads((block.schema.metadata or {}).get(STATS_METADATA_KEY, b"[]"))
+    markers = []
+    shard_ids = pc.unique(block[SHARD]).to_pylist() if block.num_rows else []
+    for shard in sorted(shard_ids):
+        part = block.filter(pc.equal(block[SHARD], shard))
+        markers.append(write_part(loc, shard, part, input_columns, compression, stats))
+    return markers
+
+
+def write_part(loc: OutputLocation, shard: int, part: pa.Table, input_columns: list[str],
+               compression: str, stats: list[dict]) -> Marker:
+    """Write a shard's part: good rows to data/, failed rows to _dead_letter/, marker last."""
+    key = hashlib.sha1(str(part["row_id"][0]).encode()).hexdigest()[:10]
+    name = f"part-{shard:06d}-{key}"
+    failed = pc.is_valid(part[ERROR_TYPE])
+    good = part.filter(pc.invert(failed)).drop_columns([c for c in INTERNAL_COLUMNS if c in part.column_names])
+    dead = dead_letter_rows(part.filter(failed), input_columns)
+    files = []
+    for sub, table, kind in ((DATA_DIR, good, "data"), (DEAD_DIR, dead, "dead_letter")):
+        if table.num_rows:
+            rel = f"{sub}/{name}.parquet"
+            digest = write_parquet(loc, posixpath.join(loc.staging, rel), table, compression)
+            files.append(FileEntry(path=rel, rows=table.num_rows, sha256=digest, kind=kind,
+                                   written_at=round(time.time(), 3)))
+    sources = part.filter(pc.fill_null(part[SOURCE], False))
+    marker = Marker(shard=shard, name=name, source_rows=sources.num_rows,
+                    source_digest=id_digest(sources[INPUT_ID].to_pylist()), rows_out=good.num_rows,
+                    rows_dead_letter=dead.num_rows, files=files, stage_stats=stats)
+    write_bytes(loc.fs, posixpath.join(loc.staging, MARKER_DIR, f"{name}.json"), marker.model_dump_json().encode())
+    return marker
+
+
+def dead_letter_rows(failed: pa.Table, input_columns: list[str]) -> pa.Table:
+    """Failed rows as the dead letter keeps them: row_id, stage, error_type, error and the input's
+    columns (text a stage could not decode is kept with its bad bytes escaped)."""
+    columns = {"row_id": failed["row_id"], "stage": failed[ERROR_STAGE], "error_type": failed[ERROR_TYPE],
+               "error": failed[ERROR]}
+    for name in input_columns:
+        if name in columns or name not in failed.column_names:
+            continue
+        columns[name] = _valid_utf8(failed[name])
+    return pa.table(columns)
+
+
+def _valid_utf8(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
+        return column
+    try:
+        column.validate(full=True)
+        return column
+    except pa.ArrowInvalid:
+        values = column.cast(pa.binary()).to_pylist()
+        return pa.chunked_array([pa.array([v.decode("utf-8", "backslashreplace") if v is not None else None
+                                           for v in values], column.type)])
+
+
+def write_parquet(loc: OutputLocation, path: str, table: pa.Table, compression: str) -> str:
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer, compression=compression)
+    data = buffer.getvalue()
+    write_bytes(loc.fs, path, data)
+    return hashlib.sha256(data).hexdigest()

@@ -1,0 +1,122 @@
+"""Putting a verified staging folder in place, atomically, and finishing a publish a kill cut short.
+
+Order: the publish record names the run going in place; staging is sealed (manifest, `_SUCCESS`);
+then one `renameat2(RENAME_EXCHANGE)` swaps it with the old output (where the filesystem has no
+exchange: old output aside to `.<base>.old`, staging in, old deleted). At every instant the output
+path holds the old output or the new one, and `recover` finishes any publish a kill interrupted
+from the record, never recomputing a sealed staging and never leaking a copy of the old output.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import posixpath
+
+import pyarrow.fs as pafs
+
+from jobs.commit.layout import (DATA_DIR, DEAD_DIR, MANIFEST, MARKER_DIR, STAMP, SUCCESS, OutputLocation,
+                                delete_dir, delete_file, fsync_dir, is_file, read_json, write_bytes, write_json)
+from jobs.commit.models import Manifest
+from jobs.crashpoints import crash_point
+from jobs.errors import JobFailed
+
+AT_FDCWD = -100
+RENAME_EXCHANGE = 2
+
+
+def publish(loc: OutputLocation, manifest: Manifest) -> None:
+    """Seal staging with `manifest` and put it at the output path (see the module docstring).
+    The caller has checked the output path is free or this job's own committed output."""
+    if not loc.is_local():
+        raise JobFailed(f"{loc.path}: publishing to this filesystem is not supported; use a local or mounted path")
+    write_json(loc.fs, loc.publish_record, {"run_id": manifest.run_id, "job": manifest.name})
+    crash_point("publish.recorded")
+    _seal(loc, manifest)
+    crash_point("publish.sealed")
+    _put_in_place(loc, manifest.run_id)
+    delete_file(loc.fs, loc.publish_record)
+
+
+def recover(loc: OutputLocation) -> str | None:
+    """Finish or undo what a killed publish left; return what was done, for the log (None: nothing)."""
+    if not loc.is_local():
+        return None
+    done = None
+    run_id = read_json(loc.fs, loc.publish_record).get("run_id")
+    if run_id:
+        if _run_id(loc, loc.path) == run_id:
+            if _run_id(loc, loc.staging) not in (None, run_id):
+                delete_dir(loc.fs, loc.staging)  # the old output, swapped out before the kill
+                done = "removed the previous output left by an interrupted swap"
+        elif _run_id(loc, loc.staging) == run_id:
+            _put_in_place(loc, run_id)
+            done = "finished publishing the output of an interrupted run"
+        delete_file(loc.fs, loc.publish_record)
+    if _run_id(loc, loc.trash) is not None:  # an old output moved aside (ours: it has our manifest)
+        delete_dir(loc.fs, loc.trash)
+        done = done or "removed the previous output left by an interrupted swap"
+    return done
+
+
+def _seal(loc: OutputLocation, manifest: Manifest) -> None:
+    """Make staging exactly the committed output: listed files only, manifest, `_SUCCESS` last."""
+    listed = {f.path for f in manifest.files + manifest.dead_letter_files}
+    for sub in (DATA_DIR, DEAD_DIR):
+        selector = pafs.FileSelector(posixpath.join(loc.staging, sub), allow_not_found=True)
+        for info in loc.fs.get_file_info(selector):
+            if posixpath.relpath(info.path, loc.staging) not in listed:
+                loc.fs.delete_file(info.path)  # a part of a task that died before its marker
+    write_bytes(loc.fs, posixpath.join(loc.staging, MANIFEST), manifest.model_dump_json(indent=2).encode())
+    write_bytes(loc.fs, posixpath.join(loc.staging, SUCCESS), b"")
+    _tidy(loc)
+
+
+def _tidy(loc: OutputLocation) -> None:
+    """Drop the runner's bookkeeping from a sealed staging folder (markers, stamp)."""
+    delete_dir(loc.fs, posixpath.join(loc.staging, MARKER_DIR))
+    delete_file(loc.fs, posixpath.join(loc.staging, STAMP))
+    fsync_dir(loc.staging)
+
+
+def _put_in_place(loc: OutputLocation, run_id: str) -> None:
+    _tidy(loc)
+    parent = os.path.dirname(loc.path) or "."
+    os.makedirs(parent, exist_ok=True)
+    if not os.path.lexists(loc.path) or (os.path.isdir(loc.path) and not os.listdir(loc.path)):
+        os.rename(loc.staging, loc.path)  # onto nothing, or onto an empty folder: one atomic rename
+    elif _exchange(loc.staging, loc.path):
+        crash_point("publish.swapped")
+        delete_dir(loc.fs, loc.staging)  # now the old output
+    else:
+        os.rename(loc.path, loc.trash)
+        crash_point("publish.moved_aside")
+        os.rename(loc.staging, loc.path)
+        delete_dir(loc.fs, loc.trash)
+    fsync_dir(parent)
+    if _run_id(loc, loc.path) != run_id:
+        raise JobFailed(f"{loc.path}: the published output is not this run's; nothing else was changed")
+
+
+def _run_id(loc: OutputLocation, folder: str) -> str | None:
+    if not is_file(loc.fs, posixpath.join(folder, SUCCESS)):
+        return None
+    value = read_json(loc.fs, posixpath.join(folder, MANIFEST)).get("run_id")
+    return value if isinstance(value, str) else None
+
+
+def _exchange(a: str, b: str) -> bool:
+    """Swap two paths atomically (Linux renameat2); False where the platform or filesystem can't."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    if renameat2(AT_FDCWD, os.fsencode(a), AT_FDCWD, os.fsencode(b), RENAME_EXCHANGE) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP):
+        return False
+    raise OSError(err, os.strerror(err), a)

@@ -1,0 +1,145 @@
+"""Everything checked before Ray starts: stages, output path, input files, columns, row ids.
+
+`plan_job` (used by `validate` and `run` alike) raises one of our errors naming the place; a plan
+that passes has its shards, their identity digests and the job's fingerprint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.util
+import json
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.fs as pafs
+
+from jobs import commit
+from jobs.errors import InputDataError, OutputConflict, SpecError
+from jobs.inputs import InputFile, Shard, input_root, list_input_files, plan_shards, read_schema
+from jobs.reader import effective_id_column
+from jobs.row_ids import plan_ids
+from jobs.spec import JobSpec
+from jobs.stages.base import ROW_ID, Stage
+from jobs.stages.registry import stage_class
+
+STRING_TYPES = (pa.types.is_string, pa.types.is_large_string, pa.types.is_binary, pa.types.is_large_binary,
+                pa.types.is_null)
+
+
+@dataclass
+class JobPlan:
+    """Everything known before Ray starts."""
+
+    spec: JobSpec
+    fs: pafs.FileSystem
+    files: list[InputFile]
+    schema: pa.Schema
+    shards: list[Shard]
+    stage_classes: list[type[Stage]]
+    output: commit.OutputLocation
+
+    def with_files(self, files: list[InputFile]) -> "JobPlan":
+        """The same plan over a subset of the files (incremental runs); shards are renumbered."""
+        return replace(self, files=files, shards=_shards(self.spec, self.fs, files, self.schema))
+
+    @property
+    def rows_in(self) -> int:
+        return sum(s.num_rows for s in self.shards)
+
+    @property
+    def id_column(self) -> str | None:
+        return effective_id_column(self.spec.input.id_column, self.schema)
+
+    def fingerprint(self) -> str:
+        """Changes when the spec, the input files or the code change: staging is then redone."""
+        payload = {"spec": self.spec.resolved(), "code": code_digest(self.stage_classes),
+                   "files": [(f.path, f.size, f.mtime, f.num_rows) for f in self.files],
+                   "shards": [s.digest for s in self.shards]}
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def plan_job(spec: JobSpec) -> JobPlan:
+    """Validate the job end to end without Ray; raise SpecError/InputDataError/OutputConflict."""
+    classes = [stage_class(p.use, where=f"{spec.source}: stages[{i}].use") for i, p in enumerate(spec.stages)]
+    for index, (cls, params) in enumerate(zip(classes, spec.stages)):
+        try:
+            cls.preflight(params)
+        except SpecError as exc:
+            raise SpecError(f"{spec.source}: stages[{index}] ({params.use}): {exc}") from None
+    output = commit.OutputLocation.for_uri(spec.output.path)
+    if not output.is_local():
+        raise SpecError(f"{spec.source}: output.path: {spec.output.path}: only local or mounted paths can be "
+                        f"published atomically; mount the bucket (e.g. s3fs, gcsfuse) and give that path")
+    fs, files = list_input_files(spec.input.path)
+    check_no_overlap(spec, output, fs, files)
+    output.check_replaceable(spec.name)
+    schema = read_schema(fs, files)
+    check_columns(spec, schema, classes, files[0].path)
+    return JobPlan(spec, fs, files, schema, _shards(spec, fs, files, schema), classes, output)
+
+
+def _shards(spec: JobSpec, fs: pafs.FileSystem, files: list[InputFile], schema: pa.Schema) -> list[Shard]:
+    shards = plan_shards(files, spec.input.shard_rows)
+    return plan_ids(fs, files, shards, effective_id_column(spec.input.id_column, schema), spec.input.duplicate_ids)
+
+
+def check_no_overlap(spec: JobSpec, output: commit.OutputLocation, fs: pafs.FileSystem,
+                     files: list[InputFile]) -> None:
+    """The output may not be, contain or sit inside an input: publishing would replace the input,
+    and the next run would read its own output."""
+    if not isinstance(fs, pafs.LocalFileSystem):
+        return
+    out = os.path.realpath(output.path)
+    places = [os.path.realpath(input_root(spec.input.path))] + [os.path.realpath(f.path) for f in files]
+    for place in places:
+        if out == place or _inside(out, place) or _inside(place, out):
+            how = "is" if out == place else ("sits inside" if _inside(out, place) else "contains")
+            raise OutputConflict(f"{spec.source}: output.path {output.path} {how} the input {place}; "
+                                 f"write the output elsewhere; nothing was touched")
+
+
+def _inside(path: str, folder: str) -> bool:
+    return path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def check_columns(spec: JobSpec, schema: pa.Schema, classes: list[type[Stage]], where: str) -> None:
+    """Walk the stages in order: each stage's input columns must exist by then, with the right kind."""
+    available = {f.name: f.type for f in schema}
+    if spec.input.id_column and spec.input.id_column not in available:
+        raise InputDataError(f"{where}: id_column {spec.input.id_column!r} not in the input; "
+                             f"available: {', '.join(available)}")
+    available[ROW_ID] = pa.string()
+    for index, (cls, params) in enumerate(zip(classes, spec.stages)):
+        for column, kind in cls.input_columns(params).items():
+            if column not in available:
+                raise InputDataError(f"stage {params.use!r} (stages[{index}]) needs column {column!r}; "
+                                     f"available: {', '.join(available)}")
+            type_ = available[column]
+            if kind == "string" and type_ is not None and not any(check(type_) for check in STRING_TYPES):
+                raise InputDataError(f"{where}: column {column!r} is {type_}, stage {params.use!r} "
+                                     f"(stages[{index}]) needs a string column")
+        for column in cls.output_columns(params):
+            available.setdefault(column, None)
+
+
+def code_digest(stage_classes: list[type[Stage]]) -> str:
+    """A digest of the project's source and of each stage's own module (a user's stage too):
+    a code change redoes staging even when the version number did not move."""
+    roots = [Path(__file__).resolve().parent]
+    augment = importlib.util.find_spec("augment")
+    if augment is not None and augment.origin:
+        roots.append(Path(augment.origin).resolve().parent)
+    paths = {p for root in roots for p in root.rglob("*.py")}
+    for cls in stage_classes:
+        module = importlib.import_module(cls.__module__)
+        if getattr(module, "__file__", None):
+            paths.add(Path(module.__file__).resolve())
+    digest = hashlib.sha256()
+    for path in sorted(paths):
+        digest.update(str(path.name).encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()

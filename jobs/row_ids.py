@@ -1,0 +1,105 @@
+"""Row ids: one rule for the reader and the planner, duplicates found before any work starts, and
+each shard's identity digest, which the commit checks the output against.
+
+A row's id is its `id_column` value, or `<file name>:<row index>`. A null id, or (with
+`duplicate_ids: dead_letter`) a repeat of an earlier row's id, sends the row to the dead letter
+under `<file name>:<row index>` or `<id>@<file name>:<row index>`, so no two rows share an id.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from jobs.commit.identity import id_digest
+from jobs.errors import InputDataError
+from jobs.inputs import InputFile, Shard
+
+
+def assign(values: list | None, shard: Shard) -> tuple[list[str], dict[int, tuple[str, str]]]:
+    """Row ids of a shard's rows and the rows that fail on their id, {offset: (error_type, message)}."""
+    n = shard.num_rows
+    if values is None:
+        return [f"{shard.name}:{shard.row_start + i}" for i in range(n)], {}
+    duplicates = set(shard.duplicates)
+    ids, failures = [], {}
+    for i, value in enumerate(values):
+        where = f"{shard.name}:{shard.row_start + i}"
+        if value is None:
+            ids.append(where)
+            failures[i] = ("missing_id", "the id column is null")
+        elif shard.row_start + i in duplicates:
+            ids.append(f"{value}@{where}")
+            failures[i] = ("duplicate_id", f"id {str(value)!r} is already used by an earlier row")
+        else:
+            ids.append(str(value))
+    return ids, failures
+
+
+def plan_ids(fs: pafs.FileSystem, files: list[InputFile], shards: list[Shard], id_column: str | None,
+             duplicate_ids: str) -> list[Shard]:
+    """The shards with their duplicate rows and identity digests filled in. With
+    `duplicate_ids: fail`, a repeated id is an InputDataError naming the id and both places."""
+    if id_column is None:
+        return [replace(s, digest=id_digest(assign(None, s)[0])) for s in shards]
+    columns = {f.path: _id_values(fs, f, id_column) for f in files}
+    later = _later_duplicates(files, columns, id_column, fail=duplicate_ids == "fail")
+    planned = []
+    for shard in shards:
+        dups = tuple(i for i in later.get(shard.path, ()) if shard.row_start <= i < shard.row_end)
+        shard = replace(shard, duplicates=dups)
+        values = columns[shard.path].slice(shard.row_start, shard.num_rows).to_pylist()
+        planned.append(replace(shard, digest=id_digest(assign(values, shard)[0])))
+    return planned
+
+
+def _id_values(fs: pafs.FileSystem, file: InputFile, id_column: str) -> pa.Array:
+    try:
+        with fs.open_input_file(file.path) as handle:
+            parquet = pq.ParquetFile(handle)
+            if id_column not in parquet.schema_arrow.names:
+                return pa.nulls(file.num_rows, pa.string())
+            column = parquet.read(columns=[id_column])[id_column]
+    except (pa.ArrowException, OSError) as exc:
+        raise InputDataError(f"{file.path}: cannot read id column {id_column!r} ({' '.join(str(exc).split())[:200]})") \
+            from None
+    return column.combine_chunks().cast(pa.string())
+
+
+def _later_duplicates(files: list[InputFile], columns: dict[str, pa.Array], id_column: str,
+                      fail: bool) -> dict[str, list[int]]:
+    """{file path: row indexes whose id an earlier row (in file order) already has}."""
+    ids = pa.concat_arrays([columns[f.path] for f in files]) if files else pa.array([], pa.string())
+    position = pa.array(range(len(ids)), pa.int64())
+    counts = pa.table({"id": ids, "at": position}).group_by("id").aggregate([("at", "count"), ("at", "min")])
+    repeated = counts.filter(pc.and_(pc.greater(counts["at_count"], 1), pc.is_valid(counts["id"])))
+    if not repeated.num_rows:
+        return {}
+    first = set(repeated["at_min"].to_pylist())
+    mask = pc.is_in(ids, value_set=repeated["id"])
+    starts, offset = [], 0
+    for file in files:
+        starts.append((offset, file))
+        offset += len(columns[file.path])
+    later: dict[str, list[int]] = {}
+    for at in pc.indices_nonzero(pc.fill_null(mask, False)).to_pylist():
+        if at in first:
+            continue
+        base, file = next((b, f) for b, f in reversed(starts) if b <= at)
+        if fail:
+            value = ids[at].as_py()
+            where = _place(starts, min(i for i in first if ids[i].as_py() == value))
+            raise InputDataError(f"{file.path}: row {at - base}: id {value!r} in column {id_column!r} is "
+                                 f"already used by {where}; ids must be unique (or set "
+                                 f"input.duplicate_ids: dead_letter to dead-letter later copies)")
+        later.setdefault(file.path, []).append(at - base)
+    return later
+
+
+def _place(starts: list[tuple[int, InputFile]], at: int) -> str:
+    base, file = next((b, f) for b, f in reversed(starts) if b <= at)
+    return f"{file.path} row {at - base}"

@@ -1,0 +1,92 @@
+"""One run's lifecycle, in order: lock → recover → incremental → staging → execute → verify → publish.
+
+The lock is per output path (and per job for incremental jobs); everything after it touches only
+what this job writes: its staging folder, its committed output, its own bookkeeping files.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+import uuid
+from dataclasses import dataclass
+
+from jobs import commit
+from jobs.commit.models import Manifest
+from jobs.crashpoints import crash_point
+from jobs.errors import JobFailed
+from jobs.incremental import IncrementalState, state_dir
+from jobs.lock import RunLock
+from jobs.plan import JobPlan
+
+
+@dataclass
+class RunResult:
+    output_path: str
+    skipped: bool
+    manifest: dict | None = None
+    seconds: float = 0.0
+    recovered: str | None = None
+
+
+def run_job(plan: JobPlan, overwrite: bool = False) -> RunResult:
+    """Run the plan and publish its output once; an output already committed is skipped (or,
+    with `overwrite`, replaced atomically). Incremental jobs take only files no committed run took."""
+    started = time.time()
+    spec, loc = plan.spec, plan.output
+    incremental = (IncrementalState.for_job(state_dir(spec.output_template or spec.output.path, spec.name), spec.name)
+                   if spec.input.incremental else None)
+    with contextlib.ExitStack() as locks:
+        locks.enter_context(RunLock(loc.lock_path, f"output {loc.path}"))
+        if incremental is not None:
+            locks.enter_context(RunLock(incremental.lock_path, f"incremental job {spec.name!r}"))
+        crash_point("run.locked")
+        recovered = commit.recover(loc)
+        loc.check_replaceable(spec.name)  # again under the lock: the folder may have changed since planning
+        if loc.is_committed() and not overwrite:
+            return RunResult(loc.path, skipped=True, recovered=recovered)
+        manifest = _produce(plan, incremental, started)
+        if incremental is not None:
+            incremental.mark_pending(_taken(plan, manifest), loc.path, manifest.run_id)
+        commit.publish(loc, manifest)
+        crash_point("run.published")
+        if incremental is not None:
+            incremental.mark_committed(manifest.run_id)
+    return RunResult(loc.path, skipped=False, manifest=manifest.model_dump(), seconds=time.time() - started,
+                     recovered=recovered)
+
+
+def _produce(plan: JobPlan, incremental: IncrementalState | None, started: float) -> Manifest:
+    """Compute what staging lacks, verify all of it, and return the manifest to publish."""
+    spec, loc = plan.spec, plan.output
+    started_at = commit.now_iso()
+    if incremental is not None:
+        plan = plan.with_files(incremental.new_files(plan.files, loc.path))
+    fingerprint = plan.fingerprint()
+    reused = commit.prepare_staging(loc, fingerprint, spec.name, plan.shards)
+    done = {m.shard for m in reused}
+    todo = [s for s in plan.shards if s.index not in done]
+    if todo:
+        from jobs.pipeline import execute
+
+        execute(plan, todo)
+    crash_point("run.executed")
+    markers = commit.read_markers(loc)  # the record on disk: reused shards' and this run's alike
+    known = {s.index for s in plan.shards}
+    markers = [m for m in markers if m.shard in known]
+    commit.check_identity(markers, plan.shards)
+    commit.verify_files(loc, markers)
+    commit.check_dead_letter_fraction(markers, plan.rows_in, spec.max_dead_letter_fraction)
+    return commit.build_manifest(
+        name=spec.name, run_id=uuid.uuid4().hex, fingerprint=fingerprint, spec_resolved=spec.resolved(),
+        seed=spec.seed, shards=plan.shards, markers=markers, stage_names=[p.use for p in spec.stages],
+        started_at=started_at, shards_reused=len(done), input_files=[f.path for f in plan.files],
+        incremental=incremental is not None, seconds=round(time.time() - started, 3))
+
+
+def _taken(plan: JobPlan, manifest: Manifest) -> list:
+    paths = set(manifest.input_files)
+    files = [f for f in plan.files if f.path in paths]
+    if len(files) != len(paths):
+        raise JobFailed("the incremental record does not match the planned input files; nothing was published")
+    return files
