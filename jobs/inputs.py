@@ -22,6 +22,9 @@ from jobs.secrets import redact_uri
 from jobs.stages.base import INTERNAL_COLUMNS
 
 
+PARQUET_SUFFIXES = (".parquet", ".parq", ".pq")  # what a folder's listing takes; a glob takes what it names
+
+
 @dataclass(frozen=True)
 class InputFile:
     path: str  # path inside `filesystem` (or a local path)
@@ -96,7 +99,7 @@ def _local_files(path: str, shown: str) -> tuple[str, list[str]]:
         if not candidates:
             raise InputDataError(f"{shown}: no files match this glob")
     elif os.path.isdir(path):
-        root, candidates = path, _walk_once(path)
+        root, candidates = path, [p for p in _walk_once(path) if p.endswith(PARQUET_SUFFIXES)]
         if not candidates:
             raise InputDataError(f"{shown}: directory has no Parquet files")
     elif os.path.lexists(path):
@@ -151,7 +154,8 @@ def _remote_files(fs: pafs.FileSystem, path: str, shown: str) -> tuple[str, list
         if info.type != pafs.FileType.Directory:
             return posixpath.dirname(path), [info]
         infos = sorted((i for i in fs.get_file_info(pafs.FileSelector(path, recursive=True))
-                        if i.type == pafs.FileType.File and not _hidden(i.path, path)), key=lambda i: i.path)
+                        if i.type == pafs.FileType.File and i.path.endswith(PARQUET_SUFFIXES)
+                        and not _hidden(i.path, path)), key=lambda i: i.path)
     except OSError as exc:
         raise InputDataError(f"{shown}: cannot reach the object store ({redact_uri(short_error(exc))}); "
                              f"check the endpoint, network and credentials") from None

@@ -8,6 +8,7 @@ passing (`raise_original_map_exception`): ours arrive as themselves and print as
 from __future__ import annotations
 
 import json
+import logging
 import os
 
 import pyarrow as pa
@@ -185,10 +186,26 @@ def execute(plan: JobPlan, shards: list[Shard]) -> None:
             ds = ds.map_batches(StageTask(params_json, context), batch_size=None, batch_format="pyarrow",
                                 zero_copy_batch=True, num_cpus=min(params.resources.num_cpus, 1.0))
     sink = _make_sink(plan.output, plan.schema.names, spec.output.compression, spec.output.shared_filesystem)
+    _hide_ray_data_errors_on_console()
     try:
         ds.write_datasink(sink)
     except Exception as exc:
         raise _one_line_error(_original(exc), plan.output) from None
+
+
+class _BelowError(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno < logging.ERROR
+
+
+def _hide_ray_data_errors_on_console() -> None:
+    """Ray Data logs a failed task's traceback before raising its error. The error reaches the user
+    anyway (ours as one line, anything else with its traceback), and Ray Data's log file keeps the
+    record, so its console handler drops errors instead of printing them twice, at length."""
+    for handler in logging.getLogger("ray.data").handlers:
+        if not isinstance(handler, logging.FileHandler) and "File" not in type(handler).__name__ \
+                and not any(isinstance(f, _BelowError) for f in handler.filters):
+            handler.addFilter(_BelowError())
 
 
 def _read_batch(items: pa.Table, schema: pa.Schema, id_column: str | None, input_uri: str) -> pa.Table:
@@ -215,7 +232,9 @@ def _original(exc: BaseException) -> BaseException:
 
 def _one_line_error(exc: BaseException, loc: commit.OutputLocation) -> BaseException:
     if isinstance(exc, RaybatchError):
-        return type(exc)(*exc.args)  # a clean copy: Ray's wrapper class prints its whole traceback
+        # A clean copy of our own one-line message: Ray's wrapper prints the worker's traceback,
+        # and Ray Data appends retry advice to the message.
+        return type(exc)(str(exc.args[0]).splitlines()[0] if exc.args else type(exc).__name__)
     if commit.is_disk_full(exc):
         commit.remove_temp_files(loc.staging)
         where = getattr(exc, "filename", None) or loc.staging

@@ -74,8 +74,10 @@ def plan_job(spec: JobSpec) -> JobPlan:
     if not output.is_local():
         raise SpecError(f"{spec.source}: output.path: {spec.output.path}: only local or mounted paths can be "
                         f"published atomically; mount the bucket (e.g. s3fs, gcsfuse) and give that path")
+    check_no_overlap(spec, output, [input_root(spec.input.path)] if "://" not in spec.input.path else [])
     fs, files = list_input_files(spec.input.path)
-    check_no_overlap(spec, output, fs, files)
+    if isinstance(fs, pafs.LocalFileSystem):
+        check_no_overlap(spec, output, [f.path for f in files])  # files reached through links too
     output.check_replaceable(spec.name)
     schema = read_schema(fs, files)
     check_columns(spec, schema, classes, files[0].path)
@@ -87,15 +89,11 @@ def _shards(spec: JobSpec, fs: pafs.FileSystem, files: list[InputFile], schema: 
     return plan_ids(fs, files, shards, effective_id_column(spec.input.id_column, schema), spec.input.duplicate_ids)
 
 
-def check_no_overlap(spec: JobSpec, output: commit.OutputLocation, fs: pafs.FileSystem,
-                     files: list[InputFile]) -> None:
+def check_no_overlap(spec: JobSpec, output: commit.OutputLocation, inputs: list[str]) -> None:
     """The output may not be, contain or sit inside an input: publishing would replace the input,
     and the next run would read its own output."""
-    if not isinstance(fs, pafs.LocalFileSystem):
-        return
     out = os.path.realpath(output.path)
-    places = [os.path.realpath(input_root(spec.input.path))] + [os.path.realpath(f.path) for f in files]
-    for place in places:
+    for place in (os.path.realpath(p) for p in inputs):
         if out == place or _inside(out, place) or _inside(place, out):
             how = "is" if out == place else ("sits inside" if _inside(out, place) else "contains")
             raise OutputConflict(f"{spec.source}: output.path {output.path} {how} the input {place}; "

@@ -43,9 +43,15 @@ def run_job(plan: JobPlan, overwrite: bool = False) -> RunResult:
         crash_point("run.locked")
         recovered = commit.recover(loc)
         loc.check_replaceable(spec.name)  # again under the lock: the folder may have changed since planning
-        if loc.is_committed() and not overwrite:
+        if incremental is not None:
+            plan = plan.with_files(incremental.new_files(plan.files, loc.path))
+        fingerprint = plan.fingerprint()
+        # A rerun after a kill mid-publish finds that publish completed by `recover`: with the same
+        # spec, input and code it is this run's output already, even under --overwrite.
+        finished_here = recovered is not None and loc.committed_fingerprint() == fingerprint
+        if loc.is_committed() and (not overwrite or finished_here):
             return RunResult(loc.path, skipped=True, recovered=recovered)
-        manifest = _produce(plan, incremental, started)
+        manifest = _produce(plan, fingerprint, incremental is not None, started)
         if incremental is not None:
             incremental.mark_pending(_taken(plan, manifest), loc.path, manifest.run_id)
         commit.publish(loc, manifest)
@@ -56,13 +62,10 @@ def run_job(plan: JobPlan, overwrite: bool = False) -> RunResult:
                      recovered=recovered)
 
 
-def _produce(plan: JobPlan, incremental: IncrementalState | None, started: float) -> Manifest:
+def _produce(plan: JobPlan, fingerprint: str, incremental: bool, started: float) -> Manifest:
     """Compute what staging lacks, verify all of it, and return the manifest to publish."""
     spec, loc = plan.spec, plan.output
     started_at = commit.now_iso()
-    if incremental is not None:
-        plan = plan.with_files(incremental.new_files(plan.files, loc.path))
-    fingerprint = plan.fingerprint()
     reused = commit.prepare_staging(loc, fingerprint, spec.name, plan.shards)
     done = {m.shard for m in reused}
     todo = [s for s in plan.shards if s.index not in done]
@@ -81,7 +84,7 @@ def _produce(plan: JobPlan, incremental: IncrementalState | None, started: float
         name=spec.name, run_id=uuid.uuid4().hex, fingerprint=fingerprint, spec_resolved=spec.resolved(),
         seed=spec.seed, shards=plan.shards, markers=markers, stage_names=[p.use for p in spec.stages],
         started_at=started_at, shards_reused=len(done), input_files=[f.path for f in plan.files],
-        incremental=incremental is not None, seconds=round(time.time() - started, 3))
+        incremental=incremental, seconds=round(time.time() - started, 3))
 
 
 def _taken(plan: JobPlan, manifest: Manifest) -> list:

@@ -19,6 +19,9 @@ def redact_uri(text: str) -> str:
 
 
 def _redact_one(uri: str) -> str:
+    trail = len(uri) - len(uri.rstrip(".,;:)"))
+    if trail:
+        return _redact_one(uri[:-trail]) + uri[-trail:]
     try:
         parts = urlsplit(uri)
     except ValueError:

@@ -73,6 +73,11 @@ class OutputLocation:
     def is_committed(self) -> bool:
         return is_file(self.fs, posixpath.join(self.path, SUCCESS))
 
+    def committed_fingerprint(self) -> str | None:
+        if not self.is_committed():
+            return None
+        return read_json(self.fs, posixpath.join(self.path, MANIFEST)).get("fingerprint")
+
     def committed_job(self, path: str | None = None) -> str | None:
         """The job name in a committed output's manifest at `path` (default: the output)."""
         path = path or self.path

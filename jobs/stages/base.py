@@ -169,7 +169,8 @@ class StageRunner:
             raise
         except Exception as exc:
             first = live[ROW_ID][0].as_py() if live.num_rows and ROW_ID in live.column_names else None
-            raise StageFailed(f"stage {self.stage.name!r} raised {type(exc).__name__}: {one_line(exc)} "
+            name = self.stage.context.stage_name or self.stage.name  # as the spec names it
+            raise StageFailed(f"stage {name!r} raised {type(exc).__name__}: {one_line(exc)} "
                               f"(in a block starting at row_id {first!r}); nothing was published") from exc
         new_failures = failed_mask(out)
         stage_col = pc.if_else(new_failures, pa.scalar(self.stage.name), pa.scalar(None, pa.string()))
