@@ -14,7 +14,7 @@ import os
 import pyarrow as pa
 
 from jobs import commit
-from jobs.errors import JobFailed, RaybatchError, StageFailed
+from jobs.errors import RaybatchError, StageFailed
 from jobs.inputs import Shard, resolve_filesystem
 from jobs.plan import JobPlan
 from jobs.reader import read_shard
@@ -236,9 +236,5 @@ def _one_line_error(exc: BaseException, loc: commit.OutputLocation) -> BaseExcep
         # and Ray Data appends retry advice to the message.
         return type(exc)(str(exc.args[0]).splitlines()[0] if exc.args else type(exc).__name__)
     if commit.is_disk_full(exc):
-        commit.remove_temp_files(loc.staging)
-        where = getattr(exc, "filename", None) or loc.staging
-        return JobFailed(f"no space left on {os.path.dirname(where) if where != loc.staging else where}: "
-                         f"nothing was published, the previous output is untouched; free space and rerun "
-                         f"(finished shards are kept in {loc.staging})")
+        return commit.disk_full(loc)
     return exc

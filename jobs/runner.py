@@ -51,10 +51,15 @@ def run_job(plan: JobPlan, overwrite: bool = False) -> RunResult:
         finished_here = recovered is not None and loc.committed_fingerprint() == fingerprint
         if loc.is_committed() and (not overwrite or finished_here):
             return RunResult(loc.path, skipped=True, recovered=recovered)
-        manifest = _produce(plan, fingerprint, incremental is not None, started)
-        if incremental is not None:
-            incremental.mark_pending(_taken(plan, manifest), loc.path, manifest.run_id)
-        commit.publish(loc, manifest)
+        try:
+            manifest = _produce(plan, fingerprint, incremental is not None, started)
+            if incremental is not None:
+                incremental.mark_pending(_taken(plan, manifest), loc.path, manifest.run_id)
+            commit.publish(loc, manifest)
+        except OSError as exc:
+            if commit.is_disk_full(exc):
+                raise commit.disk_full(loc) from None
+            raise
         crash_point("run.published")
         if incremental is not None:
             incremental.mark_committed(manifest.run_id)

@@ -1,9 +1,12 @@
-"""Shared fixtures: offline environment, real EDA sentences, a local Ray shared by integration tests."""
+"""Shared fixtures: offline environment, real EDA sentences, a local Ray shared by integration tests,
+and the fault ledger: tests that inject a fault record the rows lost or doubled they found, and the
+session ends with the tally (`pytest tests/faults -q` prints the fault-injection suite's figures)."""
 
 from __future__ import annotations
 
 import os
 import sys
+from collections import defaultdict
 from pathlib import Path
 
 import pytest
@@ -53,3 +56,30 @@ def ray_local():
         ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
     yield ray
     ray.shutdown()
+
+
+LEDGER: list[dict] = []
+
+
+@pytest.fixture
+def ledger():
+    """record(kind, what, lost=0, doubled=0): kind is 'kill point', 'fault' or 'bad input'."""
+
+    def record(kind: str, what: str, lost: int = 0, doubled: int = 0) -> None:
+        LEDGER.append({"kind": kind, "what": what, "lost": lost, "doubled": doubled})
+
+    return record
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not LEDGER:
+        return
+    tally = defaultdict(lambda: [0, 0, 0])
+    for entry in LEDGER:
+        row = tally[entry["kind"]]
+        row[0] += 1
+        row[1] += entry["lost"]
+        row[2] += entry["doubled"]
+    terminalreporter.section("fault-injection ledger")
+    for kind, (count, lost, doubled) in sorted(tally.items()):
+        terminalreporter.write_line(f"{kind}: {count} tried, rows lost {lost}, rows doubled {doubled}")

@@ -10,8 +10,8 @@ staging folder in atomically. On object stores there is no rename: there the man
 commit, and readers trust `_SUCCESS` and the manifest's file list, never a listing.
 """
 
-from jobs.commit.layout import (DATA_DIR, DEAD_DIR, MANIFEST, MARKER_DIR, SUCCESS, OutputLocation, is_disk_full,
-                                now_iso, remove_temp_files)
+from jobs.commit.layout import (DATA_DIR, DEAD_DIR, MANIFEST, MARKER_DIR, SUCCESS, OutputLocation, disk_full,
+                                is_disk_full, now_iso, remove_temp_files)
 from jobs.commit.models import FileEntry, Manifest, Marker
 from jobs.commit.parts import STATS_METADATA_KEY, write_block
 from jobs.commit.publishing import publish, recover
@@ -20,5 +20,5 @@ from jobs.commit.verify import build_manifest, check_dead_letter_fraction, check
 
 __all__ = ["DATA_DIR", "DEAD_DIR", "MANIFEST", "MARKER_DIR", "SUCCESS", "STATS_METADATA_KEY", "FileEntry",
            "Manifest", "Marker", "OutputLocation", "build_manifest", "check_dead_letter_fraction",
-           "check_identity", "is_disk_full", "now_iso", "prepare_staging", "publish", "read_markers", "recover",
+           "check_identity", "disk_full", "is_disk_full", "now_iso", "prepare_staging", "publish", "read_markers", "recover",
            "remove_temp_files", "verify_files", "write_block"]

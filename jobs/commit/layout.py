@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import pyarrow.fs as pafs
 
-from jobs.errors import OutputConflict
+from jobs.errors import JobFailed, OutputConflict
 from jobs.inputs import resolve_filesystem
 
 SUCCESS = "_SUCCESS"
@@ -29,6 +29,8 @@ DEAD_DIR = "_dead_letter"
 MARKER_DIR = "_shards"
 STAMP = "_stamp.json"
 TMP_INFIX = ".tmp-"
+DERIVED_FILES = ("report.html",)  # written into a committed output by `raybatch report`
+STAGING_ENTRIES = {DATA_DIR, DEAD_DIR, MARKER_DIR, STAMP, MANIFEST, SUCCESS}
 
 
 def now_iso() -> str:
@@ -96,6 +98,11 @@ class OutputLocation:
             raise OutputConflict(f"output.path {self.path}: exists and is not a folder; nothing was touched")
         owner = self.committed_job()
         if owner == job_name:
+            added = self.unlisted_files()
+            if added:
+                raise OutputConflict(f"output.path {self.path}: this job's committed output now also holds "
+                                     f"{len(added)} file(s) it did not write (e.g. {added[0]}); move them away "
+                                     f"first; nothing was touched")
             return
         entries = self.fs.get_file_info(pafs.FileSelector(self.path))
         if not entries:
@@ -104,6 +111,26 @@ class OutputLocation:
                 f"a folder this job did not write ({len(entries)} entries)")
         raise OutputConflict(f"output.path {self.path}: holds {what}; choose another output.path or move "
                              f"it away; nothing was touched")
+
+
+    def unlisted_files(self) -> list[str]:
+        """Files in the committed output that its manifest does not list (someone added them)."""
+        manifest = read_json(self.fs, posixpath.join(self.path, MANIFEST))
+        listed = {f.get("path") for key in ("files", "dead_letter_files") for f in manifest.get(key, [])}
+        listed |= {SUCCESS, MANIFEST, *DERIVED_FILES}
+        found = self.fs.get_file_info(pafs.FileSelector(self.path, recursive=True))
+        return sorted(rel for rel in (posixpath.relpath(i.path, self.path) for i in found
+                                      if i.type == pafs.FileType.File) if rel not in listed)
+
+    def check_staging_is_ours(self) -> None:
+        """Refuse to wipe a staging-named folder that holds anything the runner would not put there."""
+        if self.fs.get_file_info(self.staging).type == pafs.FileType.NotFound:
+            return
+        entries = {i.base_name for i in self.fs.get_file_info(pafs.FileSelector(self.staging))}
+        foreign = sorted(entries - STAGING_ENTRIES)
+        if foreign:
+            raise OutputConflict(f"{self.staging}: holds {foreign[0]!r}, which the runner never writes there; "
+                                 f"move the folder away; nothing was touched")
 
 
 # ---- small filesystem helpers -------------------------------------------------------------
@@ -180,3 +207,11 @@ def fsync_dir(path: str) -> None:
 
 def is_disk_full(exc: BaseException) -> bool:
     return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
+def disk_full(loc: OutputLocation) -> JobFailed:
+    """The one-line error for a full disk, once the half-written files are gone."""
+    if loc.is_local():
+        remove_temp_files(loc.staging)
+    return JobFailed(f"no space left on {posixpath.dirname(loc.staging)}: nothing was published, the previous "
+                     f"output is untouched; free space and rerun (finished shards are kept in {loc.staging})")

@@ -24,6 +24,7 @@ SUBDIRS = (DATA_DIR, DEAD_DIR, MARKER_DIR)
 def prepare_staging(loc: OutputLocation, fingerprint: str, job_name: str, shards: list[Shard]) -> list[Marker]:
     """Make staging ready; return the markers of shards an interrupted run of the same job and
     spec finished (reused, not recomputed). Everything else in staging goes."""
+    loc.check_staging_is_ours()
     stamp = read_json(loc.fs, posixpath.join(loc.staging, STAMP))
     if stamp.get("fingerprint") != fingerprint or stamp.get("job") != job_name:
         delete_dir(loc.fs, loc.staging)

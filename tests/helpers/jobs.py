@@ -1,14 +1,19 @@
-"""Helpers to write specs and read committed outputs in tests."""
+"""Helpers to write specs, run jobs in-process and read committed outputs in tests."""
 
 from __future__ import annotations
 
 import glob
 import json
+import os
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
+
+from jobs.plan import plan_job
+from jobs.runner import run_job
+from jobs.spec import load_spec
 
 
 def write_spec(path: Path, spec: dict) -> Path:
@@ -26,4 +31,25 @@ def read_output(out: str | Path) -> tuple[pa.Table, pa.Table, dict]:
     if data.num_rows:
         data = data.sort_by("row_id")
     manifest = json.loads((out / "_manifest.json").read_text())
+    return data, dead, manifest
+
+
+REQUIRED_MANIFEST_KEYS = {"rows_in", "rows_out", "rows_dead_letter", "files", "stages", "spec", "seed",
+                          "started_at", "finished_at", "versions"}
+
+
+def run(spec_path, *overrides, date="2026-01-31", overwrite=False):
+    return run_job(plan_job(load_spec(spec_path, list(overrides), date)), overwrite=overwrite)
+
+
+def assert_accounted(out, rows_in):
+    data, dead, manifest = read_output(out)
+    assert REQUIRED_MANIFEST_KEYS <= manifest.keys()
+    assert manifest["rows_in"] == rows_in == data.num_rows + dead.num_rows
+    assert (manifest["rows_out"], manifest["rows_dead_letter"]) == (data.num_rows, dead.num_rows)
+    ids = data["row_id"].to_pylist() + (dead["row_id"].to_pylist() if dead.num_rows else [])
+    assert len(ids) == len(set(ids)), "a row was written twice"
+    assert sorted(f["path"] for f in manifest["files"]) == sorted(
+        os.path.relpath(p, out) for p in glob.glob(f"{out}/data/*.parquet"))
+    assert os.path.exists(f"{out}/_SUCCESS")
     return data, dead, manifest

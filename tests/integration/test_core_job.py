@@ -10,34 +10,9 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-import pytest
 
-from jobs.plan import plan_job
-from jobs.runner import run_job
-from jobs.spec import load_spec
 from tests.conftest import ROOT
-from tests.helpers.jobs import read_output, write_spec
-
-REQUIRED_MANIFEST_KEYS = {"rows_in", "rows_out", "rows_dead_letter", "files", "stages", "spec", "seed",
-                          "started_at", "finished_at", "versions"}
-
-
-def run(spec_path, *overrides, date="2026-01-31", overwrite=False):
-    return run_job(plan_job(load_spec(spec_path, list(overrides), date)), overwrite=overwrite)
-
-
-def assert_accounted(out, rows_in):
-    data, dead, manifest = read_output(out)
-    assert REQUIRED_MANIFEST_KEYS <= manifest.keys()
-    assert manifest["rows_in"] == rows_in == data.num_rows + dead.num_rows
-    assert (manifest["rows_out"], manifest["rows_dead_letter"]) == (data.num_rows, dead.num_rows)
-    ids = data["row_id"].to_pylist() + (dead["row_id"].to_pylist() if dead.num_rows else [])
-    assert len(ids) == len(set(ids)), "a row was written twice"
-    assert sorted(f["path"] for f in manifest["files"]) == sorted(
-        os.path.relpath(p, out) for p in glob.glob(f"{out}/data/*.parquet"))
-    assert os.path.exists(f"{out}/_SUCCESS")
-    return data, dead, manifest
-
+from tests.helpers.jobs import assert_accounted, read_output, run, write_spec
 
 def test_sample_job_end_to_end_then_skip_then_overwrite(ray_local, tmp_path):
     out = tmp_path / "out"
@@ -89,21 +64,6 @@ def test_bad_rows_go_to_dead_letter_with_reasons(ray_local, tmp_path):
     assert (stages["clean"]["rows_in"], stages["clean"]["rows_dead"]) == (9, 5)
     assert (stages["tests.helpers.stages:UpperStage"]["rows_in"],
             stages["tests.helpers.stages:UpperStage"]["rows_dead"]) == (4, 1)
-
-
-@pytest.mark.parametrize("stage, what", [("UpperStage", "worker"), ("UpperActorStage", "actor")])
-def test_a_killed_worker_or_actor_is_replaced_and_every_row_lands_once(ray_local, tmp_path, stage, what):
-    """A task worker is retried; an actor is restarted: either way, every row lands exactly once."""
-    flag = tmp_path / "died"
-    spec = write_spec(tmp_path / "fault.yaml", {
-        "name": f"{what}-fault", "input": {"path": str(ROOT / "sample_data/reviews"), "id_column": "id",
-                                           "shard_rows": 100},
-        "output": {"path": str(tmp_path / "out")},
-        "stages": [{"use": f"tests.helpers.stages:{stage}", "column": "text", "die_once_flag": str(flag)}]})
-    run(spec)
-    assert flag.exists(), f"the {what} never died: the test did not test a fault"
-    data, dead, _ = assert_accounted(tmp_path / "out", 600)
-    assert dead.num_rows == 0 and data["upper"].to_pylist() == [t.upper() for t in data["text"].to_pylist()]
 
 
 def test_incremental_runs_take_only_new_files(ray_local, tmp_path):

@@ -193,3 +193,20 @@ def test_identity_digest_is_order_independent_and_sees_doubles():
     assert id_digest(["a", "b", "c"]) == id_digest(["c", "a", "b"])
     assert id_digest(["a", "a"]) != id_digest([])  # XOR would cancel these out
     assert id_digest(["a", "c", "c"]) != id_digest(["a", "b", "c"])
+
+
+def test_a_committed_output_with_files_added_by_hand_is_not_replaced(tmp_path):
+    loc = staged(tmp_path)
+    commit.publish(loc, manifest_for(loc))
+    (tmp_path / "out" / "data" / "my-extra.parquet").write_bytes(b"added by hand")
+    with pytest.raises(OutputConflict, match=r"also holds 1 file\(s\) it did not write \(e.g. data/my-extra.parquet\)"):
+        loc.check_replaceable("job")
+
+
+def test_a_staging_named_folder_holding_foreign_files_is_never_wiped(tmp_path):
+    (tmp_path / ".out.staging").mkdir()
+    (tmp_path / ".out.staging" / "keep.txt").write_text("mine")
+    loc = commit.OutputLocation.for_uri(str(tmp_path / "out"))
+    with pytest.raises(OutputConflict, match="holds 'keep.txt'"):
+        commit.prepare_staging(loc, "fp", "job", SHARDS)
+    assert (tmp_path / ".out.staging" / "keep.txt").read_text() == "mine"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
@@ -82,3 +84,40 @@ def test_local_filesystem_uri(tmp_path):
     make(tmp_path / "a.parquet", 2)
     fs, files = list_input_files(f"file://{tmp_path}")
     assert isinstance(fs, pafs.LocalFileSystem) and files[0].num_rows == 2
+
+
+def test_each_real_file_is_listed_once_through_links_and_loops(tmp_path):
+    folder = tmp_path / "in"
+    (folder / "sub").mkdir(parents=True)
+    pq.write_table(pa.table({"text": ["a"]}), folder / "sub" / "a.parquet")
+    os.symlink(folder, folder / "loop")  # a directory link back to the root
+    os.symlink(folder / "sub" / "a.parquet", folder / "alias.parquet")  # the same file twice
+    (folder / "notes.md").write_text("not data")
+    _, files = list_input_files(str(folder))
+    assert [f.name for f in files] == ["alias.parquet"]
+    assert len(list_input_files(str(folder / "**" / "*.parquet"))[1]) == 1
+
+
+def test_a_fifo_is_never_opened(tmp_path):
+    fifo = tmp_path / "stuck.parquet"
+    os.mkfifo(fifo)
+    with pytest.raises(InputDataError, match="not a regular file"):
+        list_input_files(str(fifo))
+    pq.write_table(pa.table({"text": ["a"]}), tmp_path / "real.parquet")
+    assert [f.name for f in list_input_files(str(tmp_path))[1]] == ["real.parquet"]
+
+
+def test_duplicate_ids_name_both_places_or_become_dead_letters(tmp_path):
+    from jobs.row_ids import plan_ids
+
+    pq.write_table(pa.table({"id": ["a", "b"], "text": ["1", "2"]}), tmp_path / "1.parquet")
+    pq.write_table(pa.table({"id": ["b", "c"], "text": ["3", "4"]}), tmp_path / "2.parquet")
+    fs, files = list_input_files(str(tmp_path))
+    shards = plan_shards(files, 10)
+    with pytest.raises(InputDataError, match=r"2.parquet: row 0: id 'b' .* already used by .*1.parquet row 1"):
+        plan_ids(fs, files, shards, "id", "fail")
+    planned = plan_ids(fs, files, shards, "id", "dead_letter")
+    assert [s.duplicates for s in planned] == [(), (0,)]
+    table = read_shard(fs, planned[1], read_schema(fs, files), "id")
+    assert table["row_id"].to_pylist() == ["b@2.parquet:0", "c"]
+    assert table["_rb_error_type"].to_pylist() == ["duplicate_id", None]
