@@ -17,8 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from jobs.errors import SpecError
-from jobs.stages.base import RowError
+from jobs.errors import RowError, SpecError
 
 # Tokenizers report this (or larger) when a model declares no input limit.
 _NO_LIMIT = 1_000_000

@@ -40,3 +40,12 @@ class LockHeld(RaybatchError):
     """Another run holds the output path's (or the job's) lock."""
 
     exit_code = 3
+
+
+class RowError(Exception):
+    """A row a stage cannot process; `kind` becomes the dead letter's error_type. Not a job error:
+    the stage runner isolates the rows that raise it and sends them to the dead letter."""
+
+    def __init__(self, kind: str, message: str):
+        super().__init__(message)
+        self.kind = kind

@@ -17,6 +17,7 @@ from jobs.crashpoints import crash_point
 from jobs.errors import JobFailed
 from jobs.incremental import IncrementalState, state_dir
 from jobs.lock import RunLock
+from jobs.pipeline import execute
 from jobs.plan import JobPlan
 
 
@@ -75,8 +76,6 @@ def _produce(plan: JobPlan, fingerprint: str, incremental: bool, started: float)
     done = {m.shard for m in reused}
     todo = [s for s in plan.shards if s.index not in done]
     if todo:
-        from jobs.pipeline import execute
-
         execute(plan, todo)
     crash_point("run.executed")
     markers = commit.read_markers(loc)  # the record on disk: reused shards' and this run's alike

@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, Field
 
-from jobs.errors import RaybatchError, StageFailed
+from jobs.errors import RaybatchError, RowError, StageFailed
 
 # Columns the runner adds to every row while it travels through the pipeline; never written as-is.
 SHARD = "_rb_shard"
@@ -30,14 +30,6 @@ ERROR_TYPE = "_rb_error_type"
 ERROR = "_rb_error"
 INTERNAL_COLUMNS = (SHARD, SOURCE, INPUT_ID, ERROR_STAGE, ERROR_TYPE, ERROR)
 ROW_ID = "row_id"
-
-
-class RowError(Exception):
-    """A row a stage cannot process; `kind` becomes the dead letter's error_type."""
-
-    def __init__(self, kind: str, message: str):
-        super().__init__(message)
-        self.kind = kind
 
 
 class IdentityError(RuntimeError):
