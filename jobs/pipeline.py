@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 
 import pyarrow as pa
 
@@ -52,6 +53,19 @@ def cluster_cpus_and_gpus() -> tuple[float, float]:
 
     resources = ray.cluster_resources()
     return resources.get("CPU", 1.0), resources.get("GPU", 0.0)
+
+
+def actor_threads(pools: list[dict], total_cpus: float, local: bool) -> int:
+    """Threads for each CPU-only model actor. Ray sets OMP_NUM_THREADS to an actor's `num_cpus`,
+    which stays below the node's count so read and write tasks keep a CPU (no deadlock); torch in
+    the actor would then use one core of two. Locally, the actors share the machine's cores between
+    them instead (reading and writing are light); on a cluster, nodes differ and the reservation holds."""
+    cpu_actors = sum(p["concurrency"] for p in pools if not p["num_gpus"])
+    if not cpu_actors:
+        return 0
+    if not local:
+        return max(1, int(min(p["num_cpus"] for p in pools if not p["num_gpus"])))
+    return max(1, int(total_cpus // cpu_actors))
 
 
 def actor_pool_args(params: StageParams, total_cpus: float, total_gpus: float, actor_stages: int,
@@ -116,14 +130,18 @@ class StageActor:
     load is kept and raised on the first batch, so it reaches the driver as our one-line error
     instead of an actor death Ray retries and prints at length."""
 
-    def __init__(self, params_json: str, context: StageContext):
+    def __init__(self, params_json: str, context: StageContext, threads: int = 0):
         self.index = context.stage_index
         self.runner: StageRunner | None = None
         self.error: StageFailed | None = None
+        if threads:
+            os.environ["OMP_NUM_THREADS"] = str(threads)  # read by torch and BLAS when they load
         try:
             self.runner = _build_runner(params_json, context)
         except StageFailed as exc:
             self.error = exc
+        if threads and "torch" in sys.modules:
+            sys.modules["torch"].set_num_threads(threads)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         if self.error is not None:
@@ -174,14 +192,17 @@ def execute(plan: JobPlan, shards: list[Shard]) -> None:
                                               "input_uri": spec.input.path},
                         batch_size=None, batch_format="pyarrow")
     actor_stages = sum(in_actors)
+    local = not os.environ.get("RAY_ADDRESS")
+    pools = {index: actor_pool_args(params, total_cpus, total_gpus, actor_stages, cpu_fallback=local)
+             for index, params in enumerate(spec.stages) if in_actors[index]}
+    threads = actor_threads(list(pools.values()), total_cpus, local)
     for index, (cls, params) in enumerate(zip(plan.stage_classes, spec.stages)):
         context = StageContext(spec.name, spec.seed, index, params.use)
         params_json = params.model_dump_json()
         if in_actors[index]:
-            ds = ds.map_batches(StageActor, fn_constructor_args=(params_json, context), batch_size=None,
-                                batch_format="pyarrow", zero_copy_batch=True,
-                                **actor_pool_args(params, total_cpus, total_gpus, actor_stages,
-                                                  cpu_fallback=not os.environ.get("RAY_ADDRESS")))
+            pool = pools[index]
+            ds = ds.map_batches(StageActor, fn_constructor_args=(params_json, context, 0 if pool["num_gpus"] else threads),
+                                batch_size=None, batch_format="pyarrow", zero_copy_batch=True, **pool)
         else:
             ds = ds.map_batches(StageTask(params_json, context), batch_size=None, batch_format="pyarrow",
                                 zero_copy_batch=True, num_cpus=min(params.resources.num_cpus, 1.0))

@@ -68,3 +68,14 @@ class UpperActorStage(UpperStage):
 
     name = "upper_actor"
     uses_actors = True
+
+
+class ThreadsActorStage(UpperActorStage):
+    """Reports the torch threads its actor computes with (a model stage's view of its cores)."""
+
+    name = "threads_actor"
+
+    def info(self) -> dict[str, str]:
+        import torch
+
+        return {"torch_threads": str(torch.get_num_threads())}

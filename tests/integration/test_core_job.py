@@ -86,3 +86,15 @@ def test_incremental_runs_take_only_new_files(ray_local, tmp_path):
     assert set(first[0]["row_id"].to_pylist()).isdisjoint(second[0]["row_id"].to_pylist())
 
 
+
+
+def test_a_cpu_model_actor_computes_on_every_core_of_the_machine(ray_local, tmp_path):
+    """Ray gives the actor num_cpus 1 (a CPU stays free for I/O) and so OMP_NUM_THREADS=1; the
+    actor's torch must still use both cores of this 2-CPU Ray."""
+    spec = write_spec(tmp_path / "threads.yaml", {
+        "name": "threads", "input": {"path": str(ROOT / "sample_data/reviews"), "id_column": "id"},
+        "output": {"path": str(tmp_path / "out")},
+        "stages": [{"use": "tests.helpers.stages:ThreadsActorStage", "column": "text"}]})
+    run(spec)
+    _, _, manifest = assert_accounted(tmp_path / "out", 600)
+    assert manifest["stages"][0]["torch_threads"] == "2"

@@ -33,3 +33,15 @@ def test_big_cpu_machine_gives_each_replica_what_it_asks():
 def test_a_cluster_keeps_asking_for_gpus_its_autoscaler_will_add():
     args = actor_pool_args(params(num_gpus=1, replicas=2), 4, 0, 1, cpu_fallback=False)
     assert args["num_gpus"] == 1 and args["concurrency"] == 2
+
+
+def test_cpu_model_actors_share_the_machines_cores_when_local():
+    from jobs.pipeline import actor_threads
+
+    one = actor_pool_args(params(), 2, 0, 1)
+    assert one["num_cpus"] <= 1 and actor_threads([one], 2, local=True) == 2  # not the one Ray reserves
+    two = actor_pool_args(params(replicas=2), 16, 0, 1)
+    assert actor_threads([two], 16, local=True) == 8
+    gpu = actor_pool_args(params(num_gpus=1), 16, 2, 1)
+    assert actor_threads([gpu], 16, local=True) == 0  # GPU actors keep Ray's setting
+    assert actor_threads([actor_pool_args(params(num_cpus=4), 32, 0, 1)], 32, local=False) == 4
