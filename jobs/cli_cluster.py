@@ -102,7 +102,7 @@ def status(job_id: str = typer.Argument(..., metavar="JOB"), address: Optional[s
         typer.echo(f"  message:    {details.message}")
     typer.echo(f"  started:    {_when(details.start_time)}")
     typer.echo(f"  ended:      {_when(details.end_time)}")
-    typer.echo(f"  entrypoint: {details.entrypoint}")
+    typer.echo(f"  entrypoint: {redact_uri(details.entrypoint or '')}")
 
 
 def logs(job_id: str = typer.Argument(..., metavar="JOB"), address: Optional[str] = AddressOption,
@@ -150,7 +150,7 @@ def list_jobs(address: Optional[str] = AddressOption) -> None:
         table.add_column(column, overflow="fold")
     for job in sorted(jobs, key=lambda j: j.start_time or 0):
         table.add_row(job.submission_id or job.job_id or "-", status_name(job), _when(job.start_time),
-                      job.entrypoint)
+                      redact_uri(job.entrypoint or ""))
     Console(width=max(Console().width, 140)).print(table)
 
 

@@ -12,7 +12,7 @@ import signal
 
 ENV = "RAYBATCH_CRASH_AT"
 POINTS = ("run.locked", "run.executed", "publish.recorded", "publish.sealed", "publish.swapped",
-          "publish.moved_aside", "run.published")
+          "publish.moved_aside", "run.published")  # in the order a run reaches them
 
 
 def crash_point(name: str) -> None:

@@ -12,11 +12,11 @@ import hashlib
 import json
 import os
 import posixpath
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pyarrow.fs as pafs
 
-from jobs.commit.layout import MANIFEST, SUCCESS, now_iso, read_json
+from jobs.commit.layout import MANIFEST, SUCCESS, now_iso, read_json, write_bytes
 from jobs.inputs import InputFile
 
 
@@ -38,11 +38,12 @@ def file_sha256(fs: pafs.FileSystem, path: str) -> str:
 @dataclass
 class IncrementalState:
     path: str
-    fs: pafs.FileSystem
+    fs: pafs.FileSystem  # the input's filesystem: content hashes are read through it
+    hashes: dict[str, str] = field(default_factory=dict)  # taken at planning, recorded at publishing
 
     @classmethod
-    def for_job(cls, directory: str, name: str, fs: pafs.FileSystem | None = None) -> "IncrementalState":
-        return cls(os.path.join(directory, f".raybatch-{name}.state.json"), fs or pafs.LocalFileSystem())
+    def for_job(cls, directory: str, name: str, fs: pafs.FileSystem) -> "IncrementalState":
+        return cls(os.path.join(directory, f".raybatch-{name}.state.json"), fs)
 
     @property
     def lock_path(self) -> str:
@@ -62,18 +63,28 @@ class IncrementalState:
         fresh = []
         for file in files:
             entry = done.get(file.path)
-            if entry is None or entry["output"] == output_path or entry["size"] != file.size:
-                fresh.append(file)
-            elif entry["mtime"] != file.mtime and entry.get("sha256") != file_sha256(self.fs, file.path):
-                fresh.append(file)
+            if entry is not None and entry["output"] != output_path and entry["size"] == file.size \
+                    and (entry["mtime"] == file.mtime or entry.get("sha256") == self._hash(file)):
+                continue
+            self._hash(file)  # now, with the size and mtime just planned: a later rewrite is new again
+            fresh.append(file)
         return fresh
+
+    def _hash(self, file: InputFile) -> str:
+        key = f"{file.path}|{file.size}|{file.mtime}"
+        if key not in self.hashes:
+            self.hashes[key] = file_sha256(self.fs, file.path)
+        return self.hashes[key]
 
     def mark_pending(self, files: list[InputFile], output_path: str, run_id: str) -> None:
         """Record `files` as taken by `run_id`'s output; call before publishing it."""
         done = self.load()
         for file in files:
-            done[file.path] = {"size": file.size, "mtime": file.mtime, "sha256": file_sha256(self.fs, file.path),
-                               "output": output_path, "run_id": run_id, "status": "pending", "at": now_iso()}
+            before = done.get(file.path)
+            done[file.path] = {"size": file.size, "mtime": file.mtime, "sha256": self._hash(file),
+                               "output": output_path, "run_id": run_id, "status": "pending", "at": now_iso(),
+                               # if this run never publishes (a failed --overwrite), the file stays taken
+                               "previous": before if before and before.get("status") == "committed" else None}
         self._save(done)
 
     def mark_committed(self, run_id: str) -> None:
@@ -92,8 +103,10 @@ class IncrementalState:
                 published = os.path.exists(os.path.join(entry["output"], SUCCESS)) \
                     and manifest.get("run_id") == entry.get("run_id")
                 if not published:
+                    if entry.get("previous"):
+                        settled[path] = entry["previous"]
                     continue
-                entry = {**entry, "status": "committed"}
+                entry = {**entry, "status": "committed", "previous": None}
             settled[path] = entry
         if settled != done:
             self._save(settled)
@@ -101,9 +114,4 @@ class IncrementalState:
 
     def _save(self, done: dict[str, dict]) -> None:
         os.makedirs(os.path.dirname(self.path), exist_ok=True)
-        tmp = f"{self.path}.tmp-{os.getpid()}"
-        with open(tmp, "w", encoding="utf-8") as handle:
-            json.dump({"files": done}, handle, indent=1)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, self.path)
+        write_bytes(pafs.LocalFileSystem(), self.path, json.dumps({"files": done}, indent=1).encode())

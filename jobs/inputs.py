@@ -84,9 +84,12 @@ def list_input_files(uri: str) -> tuple[pafs.FileSystem, list[InputFile]]:
     return fs, files
 
 
-def input_root(uri: str) -> str:
-    """The folder an input path names or starts at (before any glob character)."""
-    path = os.path.abspath(uri)
+def local_root(uri: str) -> str | None:
+    """The local folder an input path names or starts at (before any glob character); None for a
+    remote URI."""
+    if "://" in uri and not uri.startswith("file://"):
+        return None
+    path = os.path.abspath(uri.removeprefix("file://"))
     if any(ch in path for ch in "*?["):
         return re.split(r"[*?\[]", path, maxsplit=1)[0].rsplit("/", 1)[0] or "/"
     return path
@@ -94,8 +97,8 @@ def input_root(uri: str) -> str:
 
 def _local_files(path: str, shown: str) -> tuple[str, list[str]]:
     if any(ch in path for ch in "*?["):
-        root = input_root(path)
-        candidates = sorted(globlib.glob(path, recursive=True))
+        root = local_root(path)
+        candidates = _glob_once(path, root)
         if not candidates:
             raise InputDataError(f"{shown}: no files match this glob")
     elif os.path.isdir(path):
@@ -120,6 +123,38 @@ def _local_files(path: str, shown: str) -> tuple[str, list[str]]:
     if not paths:
         raise InputDataError(f"{shown}: no regular Parquet files here")
     return root, paths
+
+
+def _glob_once(pattern: str, root: str) -> list[str]:
+    """Files matching a glob, `**` included, found by walking the folder before the first glob
+    character once: glob's own `**` follows directory links round a loop for ever."""
+    if "**" not in pattern:
+        return sorted(globlib.glob(pattern))
+    regex = re.compile(_glob_regex(pattern))
+    return [p for p in _walk_once(root) if regex.fullmatch(p)]
+
+
+def _glob_regex(pattern: str) -> str:
+    out, i = [], 0
+    while i < len(pattern):
+        if pattern.startswith("**/", i):
+            out.append("(?:[^/]*/)*")
+            i += 3
+        elif pattern.startswith("**", i):
+            out.append(".*")
+            i += 2
+        elif pattern[i] in "*?":
+            out.append("[^/]*" if pattern[i] == "*" else "[^/]")
+            i += 1
+        elif pattern[i] == "[" and "]" in pattern[i + 1:]:
+            end = pattern.index("]", i + 1)
+            body = pattern[i + 1:end]
+            out.append("[" + ("^" + body[1:] if body.startswith("!") else body) + "]")
+            i = end + 1
+        else:
+            out.append(re.escape(pattern[i]))
+            i += 1
+    return "".join(out)
 
 
 def _walk_once(root: str) -> list[str]:

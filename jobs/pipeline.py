@@ -133,12 +133,12 @@ class StageActor:
     def __init__(self, params_json: str, context: StageContext, threads: int = 0):
         self.index = context.stage_index
         self.runner: StageRunner | None = None
-        self.error: StageFailed | None = None
+        self.error: RaybatchError | None = None
         if threads:
             os.environ["OMP_NUM_THREADS"] = str(threads)  # read by torch and BLAS when they load
         try:
             self.runner = _build_runner(params_json, context)
-        except StageFailed as exc:
+        except RaybatchError as exc:  # a model that cannot load, a spec the engine refuses
             self.error = exc
         if threads and "torch" in sys.modules:
             sys.modules["torch"].set_num_threads(threads)

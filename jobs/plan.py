@@ -19,7 +19,7 @@ import pyarrow.fs as pafs
 
 from jobs import commit
 from jobs.errors import InputDataError, OutputConflict, SpecError
-from jobs.inputs import InputFile, Shard, input_root, list_input_files, plan_shards, read_schema
+from jobs.inputs import InputFile, Shard, list_input_files, local_root, plan_shards, read_schema
 from jobs.reader import effective_id_column
 from jobs.row_ids import plan_ids
 from jobs.spec import JobSpec
@@ -74,7 +74,8 @@ def plan_job(spec: JobSpec) -> JobPlan:
     if not output.is_local():
         raise SpecError(f"{spec.source}: output.path: {spec.output.path}: only local or mounted paths can be "
                         f"published atomically; mount the bucket (e.g. s3fs, gcsfuse) and give that path")
-    check_no_overlap(spec, output, [input_root(spec.input.path)] if "://" not in spec.input.path else [])
+    root = local_root(spec.input.path)
+    check_no_overlap(spec, output, [root] if root else [])
     fs, files = list_input_files(spec.input.path)
     if isinstance(fs, pafs.LocalFileSystem):
         check_no_overlap(spec, output, [f.path for f in files])  # files reached through links too

@@ -48,13 +48,30 @@ def plan_ids(fs: pafs.FileSystem, files: list[InputFile], shards: list[Shard], i
         return [replace(s, digest=id_digest(assign(None, s)[0])) for s in shards]
     columns = {f.path: _id_values(fs, f, id_column) for f in files}
     later = _later_duplicates(files, columns, id_column, fail=duplicate_ids == "fail")
-    planned = []
+    planned, made_up = [], {}
     for shard in shards:
         dups = tuple(i for i in later.get(shard.path, ()) if shard.row_start <= i < shard.row_end)
         shard = replace(shard, duplicates=dups)
         values = columns[shard.path].slice(shard.row_start, shard.num_rows).to_pylist()
-        planned.append(replace(shard, digest=id_digest(assign(values, shard)[0])))
+        ids, failures = assign(values, shard)
+        made_up.update({ids[i]: (shard.path, shard.row_start + i) for i in failures})
+        planned.append(replace(shard, digest=id_digest(ids)))
+    _check_made_up(made_up, columns, id_column)
     return planned
+
+
+def _check_made_up(made_up: dict[str, tuple[str, int]], columns: dict[str, pa.Array], id_column: str) -> None:
+    """An id made up for a null or repeated id must not be some other row's real id."""
+    if not made_up:
+        return
+    real = pa.concat_arrays(list(columns.values()))
+    candidates = pa.array(list(made_up), pa.string())
+    clash = pc.indices_nonzero(pc.fill_null(pc.is_in(candidates, value_set=real), False)).to_pylist()
+    if clash:
+        made = candidates[clash[0]].as_py()
+        path, row = made_up[made]
+        raise InputDataError(f"{path}: row {row}: its id is null or repeated, and the id it would get instead, "
+                             f"{made!r}, is a real id in column {id_column!r}; give that row an id of its own")
 
 
 def _id_values(fs: pafs.FileSystem, file: InputFile, id_column: str) -> pa.Array:

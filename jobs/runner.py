@@ -32,11 +32,22 @@ class RunResult:
 
 def run_job(plan: JobPlan, overwrite: bool = False) -> RunResult:
     """Run the plan and publish its output once; an output already committed is skipped (or,
-    with `overwrite`, replaced atomically). Incremental jobs take only files no committed run took."""
+    with `overwrite`, replaced atomically). Incremental jobs take only files no committed run took.
+    A filesystem that refuses us (full, read-only, a mount point) is one line, not a traceback."""
+    try:
+        return _run_locked(plan, overwrite)
+    except OSError as exc:
+        if commit.is_disk_full(exc):
+            raise commit.disk_full(plan.output) from None
+        where = exc.filename or plan.output.path
+        raise JobFailed(f"{where}: {exc.strerror or exc}; nothing was published") from None
+
+
+def _run_locked(plan: JobPlan, overwrite: bool) -> RunResult:
     started = time.time()
     spec, loc = plan.spec, plan.output
-    incremental = (IncrementalState.for_job(state_dir(spec.output_template or spec.output.path, spec.name), spec.name)
-                   if spec.input.incremental else None)
+    folder = state_dir(spec.output_template or spec.output.path, spec.name)
+    incremental = IncrementalState.for_job(folder, spec.name, plan.fs) if spec.input.incremental else None
     with contextlib.ExitStack() as locks:
         locks.enter_context(RunLock(loc.lock_path, f"output {loc.path}"))
         if incremental is not None:
@@ -52,15 +63,12 @@ def run_job(plan: JobPlan, overwrite: bool = False) -> RunResult:
         finished_here = recovered is not None and loc.committed_fingerprint() == fingerprint
         if loc.is_committed() and (not overwrite or finished_here):
             return RunResult(loc.path, skipped=True, recovered=recovered)
-        try:
-            manifest = _produce(plan, fingerprint, incremental is not None, started)
-            if incremental is not None:
-                incremental.mark_pending(_taken(plan, manifest), loc.path, manifest.run_id)
-            commit.publish(loc, manifest)
-        except OSError as exc:
-            if commit.is_disk_full(exc):
-                raise commit.disk_full(loc) from None
-            raise
+        if loc.is_committed():
+            loc.check_unchanged()
+        manifest = _produce(plan, fingerprint, incremental is not None, started)
+        if incremental is not None:
+            incremental.mark_pending(_taken(plan, manifest), loc.path, manifest.run_id)
+        commit.publish(loc, manifest)
         crash_point("run.published")
         if incremental is not None:
             incremental.mark_committed(manifest.run_id)

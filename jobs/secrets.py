@@ -11,6 +11,8 @@ MASK = "***"
 _SECRET_KEY = re.compile(r"signature|token|credential|secret|password|passwd|key|sig$|^sig|auth|session",
                          re.IGNORECASE)
 _URI = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]+")
+# user:secret@ right after the scheme; the secret may hold "/" (AWS secret keys do), not "?" or "@".
+_USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^@?#\s]*:[^@?#\s]*@")
 
 
 def redact_uri(text: str) -> str:
@@ -22,6 +24,7 @@ def _redact_one(uri: str) -> str:
     trail = len(uri) - len(uri.rstrip(".,;:)"))
     if trail:
         return _redact_one(uri[:-trail]) + uri[-trail:]
+    uri = _USERINFO.sub(lambda m: f"{m.group(1)}{MASK}@", uri)
     try:
         parts = urlsplit(uri)
     except ValueError:
@@ -32,5 +35,6 @@ def _redact_one(uri: str) -> str:
     query = parts.query
     if query:
         pairs = parse_qsl(query, keep_blank_values=True)
-        query = urlencode([(k, MASK if _SECRET_KEY.search(k) else v) for k, v in pairs], safe="*:/,")
+        query = urlencode([(k, MASK if _SECRET_KEY.search(k) else (_redact_one(v) if "://" in v else v))
+                           for k, v in pairs], safe="*:/,@")
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))

@@ -144,6 +144,8 @@ def load_yaml(text: str) -> Any:
         if size > MAX_NODES:
             raise SpecError(f"YAML aliases expand to more than {MAX_NODES:,} nodes; a spec needs far fewer")
         return loader.construct_document(node)
+    except RecursionError:
+        raise SpecError("YAML nested too deeply for a spec") from None
     finally:
         loader.dispose()
 
@@ -210,9 +212,11 @@ def apply_override(raw: dict, item: str, source: str = "--set") -> None:
         raise SpecError(f"--set {item!r}: expected KEY=VALUE, e.g. output.path=/tmp/out")
     key, _, text = item.partition("=")
     try:
-        value = yaml.safe_load(text) if text.strip() else ""
+        value = load_yaml(text) if text.strip() else ""
     except yaml.YAMLError:
         value = text
+    except SpecError as exc:
+        raise SpecError(f"--set {key.strip()}: {exc}") from None
     parts = key.strip().split(".")
     node: Any = raw
     for depth, part in enumerate(parts):

@@ -98,11 +98,6 @@ class OutputLocation:
             raise OutputConflict(f"output.path {self.path}: exists and is not a folder; nothing was touched")
         owner = self.committed_job()
         if owner == job_name:
-            added = self.unlisted_files()
-            if added:
-                raise OutputConflict(f"output.path {self.path}: this job's committed output now also holds "
-                                     f"{len(added)} file(s) it did not write (e.g. {added[0]}); move them away "
-                                     f"first; nothing was touched")
             return
         entries = self.fs.get_file_info(pafs.FileSelector(self.path))
         if not entries:
@@ -112,6 +107,14 @@ class OutputLocation:
         raise OutputConflict(f"output.path {self.path}: holds {what}; choose another output.path or move "
                              f"it away; nothing was touched")
 
+
+    def check_unchanged(self) -> None:
+        """Before replacing this job's committed output: refuse if someone added files to it."""
+        added = self.unlisted_files()
+        if added:
+            raise OutputConflict(f"output.path {self.path}: this job's committed output now also holds "
+                                 f"{len(added)} file(s) it did not write (e.g. {added[0]}); move them away "
+                                 f"first; nothing was touched")
 
     def unlisted_files(self) -> list[str]:
         """Files in the committed output that its manifest does not list (someone added them)."""

@@ -33,6 +33,7 @@ class Marker(BaseModel):
     source_digest: str
     rows_out: int = Field(ge=0)
     rows_dead_letter: int = Field(ge=0)
+    source_rows_dead_letter: int = Field(0, ge=0, description="dead rows that stand for an input row")
     files: list[FileEntry]
     stage_stats: list[dict[str, Any]] = []
 

@@ -50,10 +50,12 @@ def write_part(loc: OutputLocation, shard: int, part: pa.Table, input_columns: l
             digest = write_parquet(loc, posixpath.join(loc.staging, rel), table, compression)
             files.append(FileEntry(path=rel, rows=table.num_rows, sha256=digest, kind=kind,
                                    written_at=round(time.time(), 3)))
-    sources = part.filter(pc.fill_null(part[SOURCE], False))
+    is_source = pc.fill_null(part[SOURCE], False)
+    sources = part.filter(is_source)
     marker = Marker(shard=shard, name=name, source_rows=sources.num_rows,
                     source_digest=id_digest(sources[INPUT_ID].to_pylist()), rows_out=good.num_rows,
-                    rows_dead_letter=dead.num_rows, files=files, stage_stats=stats)
+                    rows_dead_letter=dead.num_rows, files=files, stage_stats=stats,
+                    source_rows_dead_letter=pc.sum(pc.and_(is_source, failed)).as_py() or 0)
     write_bytes(loc.fs, posixpath.join(loc.staging, MARKER_DIR, f"{name}.json"), marker.model_dump_json().encode())
     return marker
 

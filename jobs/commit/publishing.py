@@ -11,17 +11,20 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import glob
 import os
 import posixpath
 
 import pyarrow.fs as pafs
 
-from jobs.commit.layout import (DATA_DIR, DEAD_DIR, MANIFEST, MARKER_DIR, STAMP, SUCCESS, OutputLocation,
-                                delete_dir, delete_file, fsync_dir, is_file, read_json, write_bytes, write_json)
+from jobs.commit.layout import (DATA_DIR, DEAD_DIR, DERIVED_FILES, MANIFEST, MARKER_DIR, STAMP, SUCCESS,
+                                OutputLocation, delete_dir, delete_file, fsync_dir, is_file, read_json, write_bytes,
+                                write_json)
 from jobs.commit.models import Manifest
 from jobs.crashpoints import crash_point
 from jobs.errors import JobFailed
 
+OUTPUT_ENTRIES = {DATA_DIR, DEAD_DIR, MANIFEST, SUCCESS, MARKER_DIR, STAMP, *DERIVED_FILES}
 AT_FDCWD = -100
 RENAME_EXCHANGE = 2
 
@@ -54,9 +57,14 @@ def recover(loc: OutputLocation) -> str | None:
             _put_in_place(loc, run_id)
             done = "finished publishing the output of an interrupted run"
         delete_file(loc.fs, loc.publish_record)
-    if _run_id(loc, loc.trash) is not None:  # an old output moved aside (ours: it has our manifest)
-        delete_dir(loc.fs, loc.trash)
-        done = done or "removed the previous output left by an interrupted swap"
+    # An old output moved aside, perhaps half deleted when the kill came; and copies the previous
+    # protocol leaked (`.<base>.staging.old-*`). Ours by name, and by holding only what outputs hold.
+    parent, base = posixpath.split(loc.path)
+    leftovers = [loc.trash] + sorted(glob.glob(posixpath.join(glob.escape(parent), f".{glob.escape(base)}.staging.old-*")))
+    for folder in leftovers:
+        if os.path.isdir(folder) and not os.path.islink(folder) and set(os.listdir(folder)) <= OUTPUT_ENTRIES:
+            delete_dir(loc.fs, folder)
+            done = done or "removed the previous output left by an interrupted swap"
     return done
 
 
@@ -88,7 +96,8 @@ def _put_in_place(loc: OutputLocation, run_id: str) -> None:
         os.rename(loc.staging, loc.path)  # onto nothing, or onto an empty folder: one atomic rename
     elif _exchange(loc.staging, loc.path):
         crash_point("publish.swapped")
-        delete_dir(loc.fs, loc.staging)  # now the old output
+        os.rename(loc.staging, loc.trash)  # the old output: out of the way in one step, then deleted
+        delete_dir(loc.fs, loc.trash)
     else:
         os.rename(loc.path, loc.trash)
         crash_point("publish.moved_aside")

@@ -54,10 +54,10 @@ def verify_files(loc: OutputLocation, markers: list[Marker]) -> None:
 
 
 def check_dead_letter_fraction(markers: list[Marker], rows_in: int, limit: float) -> None:
-    dead = sum(m.rows_dead_letter for m in markers)
+    dead = sum(m.source_rows_dead_letter for m in markers)  # input rows, not augmented copies
     if rows_in and dead / rows_in > limit:
         worst = _worst_stage(markers)
-        raise JobFailed(f"{dead} of {rows_in} rows ({dead / rows_in:.0%}) went to the dead letter, more than "
+        raise JobFailed(f"{dead} of {rows_in} input rows ({dead / rows_in:.0%}) went to the dead letter, more than "
                         f"max_dead_letter_fraction {limit:g}{worst}; nothing was published (the staged rows "
                         f"are kept for a look)")
 

@@ -107,6 +107,10 @@ class Stage:
         """Add to a counter that lands in the manifest under this stage (tokens, per-op counts)."""
         self._metrics[key] = self._metrics.get(key, 0) + value
 
+    def add_metrics(self, metrics: dict[str, float]) -> None:
+        for key, value in metrics.items():
+            self.count(key, value)
+
     def info(self) -> dict[str, str]:
         """Facts about this stage's worker that belong in the manifest (model name, revision)."""
         return {}
@@ -157,6 +161,10 @@ class StageRunner:
         try:
             out = self._call_isolating(live) if live.num_rows else live
             check_identity(live, out, self.stage.name)
+            new_failures = failed_mask(out)
+            stage_col = pc.if_else(new_failures, pa.scalar(self.stage.name), pa.scalar(None, pa.string()))
+            out = set_column(out, ERROR_STAGE, stage_col)
+            result = _concat([out, earlier_dead])
         except RaybatchError:
             raise
         except Exception as exc:
@@ -164,11 +172,7 @@ class StageRunner:
             name = self.stage.context.stage_name or self.stage.name  # as the spec names it
             raise StageFailed(f"stage {name!r} raised {type(exc).__name__}: {one_line(exc)} "
                               f"(in a block starting at row_id {first!r}); nothing was published") from exc
-        new_failures = failed_mask(out)
-        stage_col = pc.if_else(new_failures, pa.scalar(self.stage.name), pa.scalar(None, pa.string()))
-        out = set_column(out, ERROR_STAGE, stage_col)
         dead_now = pc.sum(new_failures).as_py() or 0
-        result = _concat([out, earlier_dead])
         stats = {
             "rows_in": live.num_rows,
             "rows_out": out.num_rows - dead_now,
@@ -180,16 +184,21 @@ class StageRunner:
         return result, stats
 
     def _call_isolating(self, batch: pa.Table) -> pa.Table:
-        """Call the stage; on a declared row error, split the batch until the raising rows are alone."""
+        """Call the stage; on a declared row error, split the batch until the raising rows are alone.
+        What a raising call counted is dropped: the halves count their rows again."""
+        counted = self.stage.take_metrics()
         try:
             return self.stage(batch)
         except self.row_errors as exc:
+            self.stage.take_metrics()
             if batch.num_rows == 1:
                 kind = exc.kind if isinstance(exc, RowError) else type(exc).__name__
                 return mark_failed(batch, {0: (kind, str(exc) or repr(exc))})
             half = batch.num_rows // 2
             return _concat([self._call_isolating(batch.slice(0, half)),
                             self._call_isolating(batch.slice(half))])
+        finally:
+            self.stage.add_metrics(counted)
 
 
 def one_line(exc: BaseException, limit: int = 300) -> str:

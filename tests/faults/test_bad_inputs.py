@@ -75,6 +75,15 @@ def test_a_broken_stage_fails_the_job_in_one_line_and_publishes_nothing(tmp_path
     ledger("fault", f"stage: {stage.get('bug_on') and 'bug' or next(k for k in stage if k not in ('use', 'column'))}")
 
 
+def test_a_model_actor_whose_engine_refuses_a_setting_exits_2_in_one_line(tmp_path, ledger):
+    out = tmp_path / "out"
+    stage = {"use": "tests.helpers.stages:UpperActorStage", "column": "text", "refuse_on_init": True}
+    result = cli("run", job_spec(tmp_path / "job.yaml", out, stages=[stage]))
+    one_line_error(result, 2, "target_lang: 'xx' is not a language code")
+    assert not out.exists()
+    ledger("bad input", "a setting the model's engine refuses when it loads")
+
+
 def test_duplicate_ids_fail_before_work_or_go_to_the_dead_letter_on_request(tmp_path, ledger):
     folder = tmp_path / "in"
     folder.mkdir()

@@ -7,6 +7,7 @@ import time
 
 import pyarrow as pa
 
+from jobs.errors import SpecError
 from jobs.stages.base import Stage, StageParams, set_column
 
 
@@ -16,6 +17,7 @@ class UpperParams(StageParams):
     explode_on: str | None = None  # rows whose text contains this raise a declared row error (ValueError)
     bug_on: str | None = None  # rows whose text contains this hit a plain bug (ZeroDivisionError)
     fail_init: bool = False  # the constructor raises, as a model that cannot load would
+    refuse_on_init: bool = False  # the constructor raises SpecError, as an engine refusing a setting does
     drop_and_double: bool = False  # drop the first row and double the last: a stage breaking identity
     sleep_per_batch: float = 0.0
     # Kill this worker process once, mid-run, to test retries (a file marks that it happened).
@@ -33,6 +35,8 @@ class UpperStage(Stage):
         super().__init__(params, context)
         if params.fail_init:
             raise OSError(f"cannot load weights from /models/{params.column}")
+        if params.refuse_on_init:
+            raise SpecError(f"target_lang: 'xx' is not a language code of /models/{params.column}")
 
     @classmethod
     def input_columns(cls, params):

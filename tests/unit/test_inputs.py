@@ -121,3 +121,13 @@ def test_duplicate_ids_name_both_places_or_become_dead_letters(tmp_path):
     table = read_shard(fs, planned[1], read_schema(fs, files), "id")
     assert table["row_id"].to_pylist() == ["b@2.parquet:0", "c"]
     assert table["_rb_error_type"].to_pylist() == ["duplicate_id", None]
+
+
+def test_a_recursive_glob_through_two_link_loops_ends_and_lists_each_file_once(tmp_path):
+    folder = tmp_path / "in" / "sub"
+    folder.mkdir(parents=True)
+    pq.write_table(pa.table({"text": ["a"]}), folder / "a.parquet")
+    os.symlink("..", folder / "up")  # two links back up: glob's own ** never ends here
+    os.symlink("..", tmp_path / "in" / "up2")
+    _, files = list_input_files(str(tmp_path / "in" / "**" / "*.parquet"))
+    assert [f.name for f in files] == ["sub/a.parquet"]

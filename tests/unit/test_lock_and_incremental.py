@@ -10,6 +10,7 @@ import sys
 import time
 
 import pyarrow as pa
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
 
@@ -59,7 +60,7 @@ def commit_output(folder, run_id):
 
 
 def test_a_file_counts_as_taken_only_once_its_run_published(tmp_path):
-    state = IncrementalState.for_job(str(tmp_path), "job")
+    state = IncrementalState.for_job(str(tmp_path), "job", pafs.LocalFileSystem())
     a, b = inputs(tmp_path / "in", "a.parquet", "b.parquet")
     day1 = tmp_path / "day1"
     state.mark_pending([a], str(day1), "run1")
@@ -71,7 +72,7 @@ def test_a_file_counts_as_taken_only_once_its_run_published(tmp_path):
 
 
 def test_retention_deleting_an_old_output_does_not_make_its_files_new(tmp_path):
-    state = IncrementalState.for_job(str(tmp_path), "job")
+    state = IncrementalState.for_job(str(tmp_path), "job", pafs.LocalFileSystem())
     [a] = inputs(tmp_path / "in", "a.parquet")
     day1 = tmp_path / "day1"
     state.mark_pending([a], str(day1), "run1")
@@ -84,7 +85,7 @@ def test_retention_deleting_an_old_output_does_not_make_its_files_new(tmp_path):
 
 
 def test_a_copy_with_the_same_bytes_and_a_new_mtime_is_not_taken_again(tmp_path):
-    state = IncrementalState.for_job(str(tmp_path), "job")
+    state = IncrementalState.for_job(str(tmp_path), "job", pafs.LocalFileSystem())
     [a] = inputs(tmp_path / "in", "a.parquet")
     state.mark_pending([a], str(tmp_path / "day1"), "run1")
     state.mark_committed("run1")
@@ -98,3 +99,14 @@ def test_a_copy_with_the_same_bytes_and_a_new_mtime_is_not_taken_again(tmp_path)
     pq.write_table(pa.table({"text": ["a.parquet ROW"]}), tmp_path / "in" / "a.parquet")  # same size, new bytes
     [changed] = list_input_files(str(tmp_path / "in"))[1]
     assert state.new_files([changed], str(tmp_path / "day2")) == [changed]
+
+
+def test_a_failed_overwrite_leaves_its_files_taken_by_the_output_that_still_stands(tmp_path):
+    state = IncrementalState.for_job(str(tmp_path), "job", pafs.LocalFileSystem())
+    [a] = inputs(tmp_path / "in", "a.parquet")
+    day1 = tmp_path / "day1"
+    state.mark_pending([a], str(day1), "run1")
+    commit_output(day1, "run1")
+    state.mark_committed("run1")
+    state.mark_pending([a], str(day1), "run2")  # --overwrite of day1, which then fails to publish
+    assert state.new_files([a], str(tmp_path / "day2")) == []  # day1 (run1) still holds it

@@ -79,3 +79,19 @@ def test_a_spec_file_that_holds_an_alias_bomb_names_the_file(tmp_path):
     path.write_text(f"l0: &l0 [x]\n{levels}\n")
     with pytest.raises(SpecError, match=rf"{path}: YAML aliases expand"):
         load_spec(path)
+
+
+def test_secrets_with_slashes_and_uris_nested_in_query_values_are_masked():
+    assert redact_uri("s3://AKIA:abc/def+ghi@bucket/path") == "s3://***@bucket/path"
+    assert redact_uri("s3://b/p?endpoint_override=http://u:pw@h:9") == "s3://b/p?endpoint_override=http://***@h:9"
+    assert redact_uri("gs://bucket/a@b.parquet") == "gs://bucket/a@b.parquet"  # no userinfo: kept
+
+
+def test_deep_nesting_and_alias_bombs_in_set_values_are_one_line_errors():
+    from jobs.spec import apply_override
+
+    with pytest.raises(SpecError, match="nested too deeply"):
+        load_yaml("[" * 5000)
+    levels = ", ".join(f"&l{i} [{', '.join([f'*l{i - 1}'] * 10)}]" for i in range(1, 8))
+    with pytest.raises(SpecError, match=r"--set seed: .*aliases expand"):
+        apply_override({}, f"seed=[&l0 [x], {levels}]")
