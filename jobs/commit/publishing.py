@@ -46,25 +46,32 @@ def recover(loc: OutputLocation) -> str | None:
     """Finish or undo what a killed publish left; return what was done, for the log (None: nothing)."""
     if not loc.is_local():
         return None
-    done = None
+    done = _clear_leftovers(loc)
     run_id = read_json(loc.fs, loc.publish_record).get("run_id")
     if run_id:
         if _run_id(loc, loc.path) == run_id:
             if _run_id(loc, loc.staging) not in (None, run_id):
-                delete_dir(loc.fs, loc.staging)  # the old output, swapped out before the kill
-                done = "removed the previous output left by an interrupted swap"
+                os.rename(loc.staging, loc.trash)  # the old output, swapped out before the kill
+                _clear_leftovers(loc)
+            done = done or "the interrupted publish had put this run's output in place"
         elif _run_id(loc, loc.staging) == run_id:
             _put_in_place(loc, run_id)
             done = "finished publishing the output of an interrupted run"
         delete_file(loc.fs, loc.publish_record)
-    # An old output moved aside, perhaps half deleted when the kill came; and copies the previous
-    # protocol leaked (`.<base>.staging.old-*`). Ours by name, and by holding only what outputs hold.
+    return done
+
+
+def _clear_leftovers(loc: OutputLocation) -> str | None:
+    """Delete an old output moved aside (perhaps half deleted when a kill came) and the copies the
+    previous protocol leaked (`.<base>.staging.old-*`): ours by name, and by holding only what an
+    output holds."""
     parent, base = posixpath.split(loc.path)
-    leftovers = [loc.trash] + sorted(glob.glob(posixpath.join(glob.escape(parent), f".{glob.escape(base)}.staging.old-*")))
-    for folder in leftovers:
+    legacy = sorted(glob.glob(posixpath.join(glob.escape(parent), f".{glob.escape(base)}.staging.old-*")))
+    done = None
+    for folder in [loc.trash, *legacy]:
         if os.path.isdir(folder) and not os.path.islink(folder) and set(os.listdir(folder)) <= OUTPUT_ENTRIES:
             delete_dir(loc.fs, folder)
-            done = done or "removed the previous output left by an interrupted swap"
+            done = "removed the previous output left by an interrupted swap"
     return done
 
 
