@@ -55,8 +55,12 @@ class JobPlan:
         return effective_id_column(self.spec.input.id_column, self.schema)
 
     def fingerprint(self) -> str:
-        """Changes when the spec, the input files or the code change: staging is then redone."""
-        payload = {"spec": self.spec.resolved(), "code": code_digest(self.stage_classes),
+        """Changes when the spec, the input files or the code change: staging is then redone. The
+        run's date counts only through the paths it fills: a run killed before midnight and rerun
+        after it, with no {date} in its paths, resumes."""
+        spec = self.spec.resolved()
+        spec.pop("date", None)
+        payload = {"spec": spec, "code": code_digest(self.stage_classes),
                    "files": [(f.path, f.size, f.mtime, f.num_rows) for f in self.files],
                    "shards": [s.digest for s in self.shards]}
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()

@@ -95,3 +95,19 @@ def test_deep_nesting_and_alias_bombs_in_set_values_are_one_line_errors():
     levels = ", ".join(f"&l{i} [{', '.join([f'*l{i - 1}'] * 10)}]" for i in range(1, 8))
     with pytest.raises(SpecError, match=r"--set seed: .*aliases expand"):
         apply_override({}, f"seed=[&l0 [x], {levels}]")
+
+
+def test_the_date_counts_in_the_fingerprint_only_through_the_paths_it_fills(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from jobs.plan import plan_job
+
+    (tmp_path / "in").mkdir()
+    pq.write_table(pa.table({"text": ["a"]}), tmp_path / "in" / "a.parquet")
+    plain = {**BASE, "input": {"path": str(tmp_path / "in")}, "output": {"path": str(tmp_path / "out")}}
+    dated = {**plain, "output": {"path": str(tmp_path / "out" / "{date}")}}
+    assert plan_job(parse_spec(plain, date="2026-12-01")).fingerprint() == \
+        plan_job(parse_spec(plain, date="2026-12-02")).fingerprint()
+    assert plan_job(parse_spec(dated, date="2026-12-01")).fingerprint() != \
+        plan_job(parse_spec(dated, date="2026-12-02")).fingerprint()
