@@ -59,6 +59,17 @@ def commit_output(folder, run_id):
     (folder / "_SUCCESS").write_text("")
 
 
+def committed_day1(tmp_path):
+    """A state where run1 took a.parquet and published day1."""
+    state = IncrementalState.for_job(str(tmp_path), "job", pafs.LocalFileSystem())
+    [a] = inputs(tmp_path / "in", "a.parquet")
+    day1 = tmp_path / "day1"
+    state.mark_pending([a], str(day1), "run1")
+    commit_output(day1, "run1")
+    state.mark_committed("run1")
+    return state, a, day1
+
+
 def test_a_file_counts_as_taken_only_once_its_run_published(tmp_path):
     state = IncrementalState.for_job(str(tmp_path), "job", pafs.LocalFileSystem())
     a, b = inputs(tmp_path / "in", "a.parquet", "b.parquet")
@@ -72,12 +83,7 @@ def test_a_file_counts_as_taken_only_once_its_run_published(tmp_path):
 
 
 def test_retention_deleting_an_old_output_does_not_make_its_files_new(tmp_path):
-    state = IncrementalState.for_job(str(tmp_path), "job", pafs.LocalFileSystem())
-    [a] = inputs(tmp_path / "in", "a.parquet")
-    day1 = tmp_path / "day1"
-    state.mark_pending([a], str(day1), "run1")
-    commit_output(day1, "run1")
-    state.mark_committed("run1")
+    state, a, day1 = committed_day1(tmp_path)
     for path in day1.iterdir():
         path.unlink()
     day1.rmdir()  # retention
@@ -102,11 +108,6 @@ def test_a_copy_with_the_same_bytes_and_a_new_mtime_is_not_taken_again(tmp_path)
 
 
 def test_a_failed_overwrite_leaves_its_files_taken_by_the_output_that_still_stands(tmp_path):
-    state = IncrementalState.for_job(str(tmp_path), "job", pafs.LocalFileSystem())
-    [a] = inputs(tmp_path / "in", "a.parquet")
-    day1 = tmp_path / "day1"
-    state.mark_pending([a], str(day1), "run1")
-    commit_output(day1, "run1")
-    state.mark_committed("run1")
+    state, a, day1 = committed_day1(tmp_path)
     state.mark_pending([a], str(day1), "run2")  # --overwrite of day1, which then fails to publish
     assert state.new_files([a], str(tmp_path / "day2")) == []  # day1 (run1) still holds it
