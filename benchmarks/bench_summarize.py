@@ -78,7 +78,7 @@ def encoder_seconds(model, tokenizer, documents: list[str], prefix: str) -> tupl
     slices of all documents as the stage cuts them; also the tokens those slices compute."""
     import torch
 
-    from jobs.engine import encoder_slices
+    from jobs.engine.batching import encoder_slices
 
     encoder = model.get_encoder()
     texts = [prefix + d for d in documents]

@@ -133,6 +133,21 @@ def build_llama(path: Path, backend, *, hidden: int = 32, layers: int = 2, max_p
     return _save(_seeded(lambda: LlamaForCausalLM(config), seed), tokenizer, path)
 
 
+def build_qwen2(path: Path, backend, *, hidden: int = 64, layers: int = 2, heads: int = 2, kv_heads: int = 1,
+                intermediate: int | None = None, max_positions: int = 256, chat: bool = True, seed: int = 0) -> Path:
+    """A random Qwen2 (grouped-query attention). The default head size, 32, is one vLLM's CPU
+    attention supports, so this model runs on the vLLM engine too."""
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    tokenizer = wrap_tokenizer(backend, "causal", CHAT_TEMPLATE if chat else None)
+    tokenizer.model_max_length = max_positions
+    config = Qwen2Config(vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=intermediate or 2 * hidden,
+                         num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=kv_heads,
+                         max_position_embeddings=max_positions, pad_token_id=0, eos_token_id=1, bos_token_id=2,
+                         initializer_range=0.3, tie_word_embeddings=False)
+    return _save(_seeded(lambda: Qwen2ForCausalLM(config), seed), tokenizer, path)
+
+
 def build_masked_lm(path: Path, backend, *, hidden: int = 32, layers: int = 2, seed: int = 0) -> Path:
     """A random BERT-style masked LM over the byte-level vocabulary plus a <mask> token (contextual
     insertion in the augment stage)."""
@@ -160,6 +175,7 @@ class TinyModels:
     m2m: Path  # __en__/__de__/__fr__ language tokens
     llama: Path  # no chat template
     llama_chat: Path
+    qwen2: Path  # chat template, head size 32: runs on vLLM's CPU build too
     masked_lm: Path  # BERT-style, with a <mask> token
 
 
@@ -181,6 +197,7 @@ def model_set(root: Path) -> TinyModels:
             m2m=build_m2m(root / "m2m", backend),
             llama=build_llama(root / "llama", backend),
             llama_chat=build_llama(root / "llama_chat", backend, chat=True, seed=1),
+            qwen2=build_qwen2(root / "qwen2", backend, seed=2),
             masked_lm=build_masked_lm(root / "masked_lm", backend),
         )
     return _BUILT

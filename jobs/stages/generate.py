@@ -2,7 +2,8 @@
 the tokenizer's chat template wraps the prompt when it has one. Sampling is seeded per row.
 
 Input: the columns the prompt names (`column`, if set, is the one long inputs shorten). Output:
-`output_column` (default `generated`): a string, or a list of n strings when n > 1.
+`output_column` (default `generated`): a string, or a list of n strings when n > 1; with `guided`
+output, each string satisfies the constraint (JSON text for `json_schema`) or the row is dead-lettered.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
+from jobs.engine import Guided
 from jobs.stages.model import ModelParams, ModelStage
 
 
@@ -21,6 +23,7 @@ class GenerateParams(ModelParams):
     chat_template: bool | None = Field(None, description="default: use the tokenizer's chat template if it has one")
     # Chunking a prompt has no single right merge for free generation; cut it or dead-letter the row.
     long_input: Literal["truncate", "fail"] = "truncate"
+    guided: Guided | None = Field(None, description="structured output: {choice: [...]}, {json_schema: {...}} or {regex: ...}")
 
     @model_validator(mode="after")
     def _samples(self):
@@ -37,4 +40,5 @@ class GenerateStage(ModelStage):
 
     @classmethod
     def extra_engine_settings(cls, params: GenerateParams) -> dict:
-        return {"n": params.n, "system_prompt": params.system_prompt, "chat_template": params.chat_template}
+        return {"n": params.n, "system_prompt": params.system_prompt, "chat_template": params.chat_template,
+                "guided": params.guided.model_dump(exclude_none=True) if params.guided else None}

@@ -1,5 +1,5 @@
 """What the model stages (generate, translate, summarize) share: spec keys, checks, and the call
-that turns a batch into engine rows and back. The model work itself is in `jobs/engine.py`.
+that turns a batch into engine rows and back. The model work itself is in `jobs/engine/`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from jobs.errors import SpecError
 from jobs.stages.base import ROW_ID, Resources, Stage, StageParams, mark_failed, set_column
 
 # Keys passed to the engine unchanged (same names in spec and EngineConfig).
-_ENGINE_KEYS = ("model", "revision", "dtype", "trust_remote_code", "allow_pickle", "prefix", "max_new_tokens",
+_ENGINE_KEYS = ("model", "engine", "engine_kwargs", "batch_invariant", "engine_timeout_s", "revision", "dtype", "trust_remote_code", "allow_pickle", "prefix", "max_new_tokens",
                 "min_new_tokens", "num_beams", "repetition_penalty", "no_repeat_ngram_size", "length_penalty",
                 "temperature", "top_p", "top_k", "batch_size", "max_batch_tokens", "max_input_tokens", "long_input")
 
@@ -23,6 +23,11 @@ class ModelParams(StageParams):
     """Spec keys every model stage takes."""
 
     model: str = Field(description="hub name (org/name) or local folder")
+    engine: Literal["auto", "vllm", "transformers"] = Field(
+        "auto", description="auto: vLLM when installed and it supports the model, else transformers")
+    engine_kwargs: dict[str, Any] = Field(default_factory=dict, description="vLLM engine arguments, e.g. max_model_len")
+    batch_invariant: bool = Field(False, description="vLLM's batch-invariant mode (greedy output independent of batching)")
+    engine_timeout_s: float = Field(600.0, gt=0, description="vLLM: fail when no request finishes for this long")
     revision: str | None = None
     column: str | None = None
     output_column: str
@@ -95,7 +100,7 @@ class ModelStage(Stage):
 
     @classmethod
     def output_columns(cls, params: ModelParams) -> list[str]:
-        return [params.output_column]
+        return [params.output_column, *token_columns(params)]
 
     @classmethod
     def preflight(cls, params: ModelParams) -> None:
@@ -103,6 +108,7 @@ class ModelStage(Stage):
                                           params.allow_pickle)
         if config is not None:
             cls.check_model(params, config)
+        engine.check_engine_settings(engine.choose_engine(params.engine, params.model, config), params)
 
     @classmethod
     def check_model(cls, params: ModelParams, config: dict) -> None:
@@ -126,14 +132,14 @@ class ModelStage(Stage):
 
     def __init__(self, params: ModelParams, context):
         super().__init__(params, context)
-        self.engine = engine.Engine(self.engine_config(params))
+        self.engine = engine.load_engine(self.engine_config(params))
 
     def info(self) -> dict[str, str]:
-        """The model as loaded: its name or path, the revision the files came from, and how it decodes
-        (the lean loop, or `generate` and the settings that need it)."""
-        model_config = getattr(self.engine.model, "config", None)
+        """The model as loaded: its name or path, the revision the files came from, the engine that
+        ran it with its version and settings, and how it decodes."""
+        model_config = getattr(getattr(self.engine, "model", None), "config", None)
         revision = getattr(model_config, "_commit_hash", None) or self.params.revision or "local"
-        return {"model": self.params.model, "revision": str(revision), "decoding": self.engine.decoding}
+        return {"model": self.params.model, "revision": str(revision), **self.engine.info()}
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         params: ModelParams = self.params
@@ -163,16 +169,28 @@ class ModelStage(Stage):
                                   row_ids=[row_ids[i] for i in live], run_seed=self.context.seed,
                                   stage_index=self.context.stage_index)
         outputs: list[Any] = [None] * batch.num_rows
+        tokens_in: list[int | None] = [None] * batch.num_rows
+        tokens_out: list[int | None] = [None] * batch.num_rows
         for i, result in zip(live, results):
             if result.error:
                 failures[i] = result.error
             else:
                 outputs[i] = result.texts if self.samples > 1 else result.texts[0]
+                tokens_in[i], tokens_out[i] = result.tokens_in, result.tokens_out
         for key, value in self.engine.take_stats().items():
             self.count(key, value)
         type_ = pa.list_(pa.string()) if self.samples > 1 else pa.string()
-        return mark_failed(set_column(batch, params.output_column, pa.array(outputs, type_)), failures)
+        batch = set_column(batch, params.output_column, pa.array(outputs, type_))
+        in_column, out_column = token_columns(params)
+        batch = set_column(batch, in_column, pa.array(tokens_in, pa.int32()))
+        batch = set_column(batch, out_column, pa.array(tokens_out, pa.int32()))
+        return mark_failed(batch, failures)
 
     @property
     def samples(self) -> int:
         return getattr(self.params, "n", 1)
+
+
+def token_columns(params: ModelParams) -> tuple[str, str]:
+    """Per-row token counts: prompt tokens in, generated tokens out, over every call the row took."""
+    return f"{params.output_column}_tokens_in", f"{params.output_column}_tokens_out"

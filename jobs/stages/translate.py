@@ -9,11 +9,9 @@ from __future__ import annotations
 
 from pydantic import model_validator
 
+from jobs.engine import CODED_LANGUAGE_MODELS
 from jobs.errors import SpecError
 from jobs.stages.model import ModelParams, ModelStage
-
-# Model types that need explicit language codes (the target is forced as the first generated token).
-_CODED = ("m2m_100", "nllb_moe", "nllb-moe")
 
 
 class TranslateParams(ModelParams):
@@ -38,7 +36,7 @@ class TranslateStage(ModelStage):
     @classmethod
     def check_model(cls, params: TranslateParams, config: dict) -> None:
         super().check_model(params, config)
-        if config.get("model_type") in _CODED and not (params.source_lang and params.target_lang):
+        if config.get("model_type") in CODED_LANGUAGE_MODELS and not (params.source_lang and params.target_lang):
             raise SpecError(f"model: {params.model} translates between many languages; set source_lang and "
                             f"target_lang to its codes (e.g. en/de for M2M100, eng_Latn/deu_Latn for NLLB)")
 

@@ -10,7 +10,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from jobs.engine import Engine, EngineConfig
+from jobs.engine import EngineConfig
+from jobs.engine.hf_backend import TransformersEngine as Engine
 from jobs.plan import plan_job
 from jobs.runner import run_job
 from jobs.spec import load_spec

@@ -14,7 +14,8 @@ from transformers.modeling_outputs import BaseModelOutput
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
 from jobs import decode
-from jobs.engine import Engine, EngineConfig
+from jobs.engine import EngineConfig
+from jobs.engine.hf_backend import TransformersEngine as Engine
 from tests.conftest import eda_sentences
 
 TEXTS = [text for _, text in eda_sentences(limit=40)]

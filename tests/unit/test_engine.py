@@ -9,8 +9,12 @@ import shutil
 import pytest
 import torch
 
-from jobs.engine import (Engine, EngineConfig, check_model_files, cut_points, encoder_slices, plan_batches, render,
-                         row_seed, template_fields)
+from jobs.engine import EngineConfig, check_model_files, template_fields
+from jobs.engine.batching import encoder_slices, plan_batches
+from jobs.engine.hf_backend import TransformersEngine as Engine
+from jobs.engine.long_inputs import cut_points
+from jobs.engine.prompting import render
+from jobs.engine.sampling import row_seed
 from jobs.errors import SpecError
 from tests.conftest import eda_sentences
 
@@ -130,7 +134,7 @@ def test_truncate_cuts_over_long_inputs_to_the_model_limit_and_counts_them(tiny_
     rows = [{"text": long_text(8)}, {"text": SHORT}]
     result = texts(eng.run(rows))
     assert eng.take_stats()["inputs_truncated"] == 1
-    kept = eng._fit(rows[0], eng.encode([rows[0]["text"]])[0], "truncate")
+    kept = eng.long_inputs.fit(rows[0], eng.encode([rows[0]["text"]])[0], "truncate")
     assert len(kept) == 1 and 50 < len(kept[0]) <= 64
     assert rows[0]["text"].startswith(eng.tokenizer.decode(kept[0], skip_special_tokens=True).strip())
     assert result[0] == texts(eng.run([{"text": eng.tokenizer.decode(kept[0], skip_special_tokens=True)}]))[0]
@@ -148,7 +152,7 @@ def test_chunk_and_join_equals_translating_the_pieces(tiny_models):
     text = long_text(8)
     joined = texts(eng.run([{"text": text}]))[0][0]
     assert eng.take_stats()["inputs_chunked"] == 1
-    parts = eng._fit({"text": text}, eng.encode([text])[0], "chunk")
+    parts = eng.long_inputs.fit({"text": text}, eng.encode([text])[0], "chunk")
     assert len(parts) >= 3 and all(len(p) <= 64 for p in parts)
     pieces = [eng.tokenizer.decode(p, skip_special_tokens=True) for p in parts]
     assert " ".join(pieces) == text  # nothing lost, nothing repeated, no word split
@@ -160,7 +164,7 @@ def test_chunk_then_summarize_the_summaries(tiny_models):
     summarize = engine(tiny_models.t5, chunk_merge="summarize", **settings)
     join = engine(tiny_models.t5, chunk_merge="join", **settings)
     text = long_text(5)
-    parts = join._fit({"text": text}, join.encode([join.prompt_text({"text": text})])[0], "chunk")
+    parts = join.long_inputs.fit({"text": text}, join.encode([join.prompt_text({"text": text})])[0], "chunk")
     assert len(parts) >= 3 and all(len(p) <= 40 for p in parts)
     pieces = [join.tokenizer.decode(p, skip_special_tokens=True).removeprefix("summarize: ") for p in parts]
     assert " ".join(pieces) == text  # every word in exactly one part
@@ -327,3 +331,26 @@ def test_gpu_loads_half_precision_by_default(tiny_models):
 def test_gpu_greedy_fp32_does_not_depend_on_batch_composition(tiny_models, model):
     eng = engine(getattr(tiny_models, model), dtype="float32", batch_size=6, template="{text}")
     assert texts(eng.run(ROWS)) == [texts(eng.run([row]))[0] for row in ROWS]
+
+
+def test_guided_choice_on_the_transformers_engine_gives_only_choices(tiny_models):
+    choices = ["positive", "negative", "neutral film"]
+    for model in (tiny_models.llama, tiny_models.t5):
+        eng = engine(model, guided={"choice": choices}, max_new_tokens=10)
+        outputs = texts(eng.run(ROWS[:10]))
+        assert all(t[0] in choices for t in outputs), outputs
+        assert eng.decoding in ("generate", "generate (guided)")
+    sampled = engine(tiny_models.llama, guided={"choice": choices}, temperature=1.5, n=4, max_new_tokens=10)
+    copies = texts(sampled.run(ROWS[:10]))
+    assert all(t in choices for row in copies for t in row)
+    assert len({t for row in copies for t in row}) > 1  # sampling among the choices, not one forced answer
+
+
+def test_token_counts_per_row_cover_prompt_and_output(tiny_models):
+    eng = engine(tiny_models.llama, max_new_tokens=6)
+    results = eng.run(ROWS[:5])
+    for row, result in zip(ROWS[:5], results):
+        assert result.tokens_in == len(eng.encode([eng.prompt_text(row)])[0])
+        assert 0 < result.tokens_out <= 6
+    stats = eng.take_stats()
+    assert stats["tokens_out"] == sum(r.tokens_out for r in results)

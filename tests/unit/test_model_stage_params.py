@@ -37,7 +37,7 @@ def test_generate_specific_rules():
         GenerateParams(use="generate", model="m", prompt="{text}", long_input="chunk")
     params = GenerateParams(use="generate", model="m", prompt="About {topic}: {text}", column="text")
     assert GenerateStage.input_columns(params) == {"topic": "any", "text": "string"}
-    assert GenerateStage.output_columns(params) == ["generated"]
+    assert GenerateStage.output_columns(params) == ["generated", "generated_tokens_in", "generated_tokens_out"]
     no_column = GenerateParams(use="generate", model="m", prompt="{title} / {text}")
     assert no_column.text_column() == "title"
 
