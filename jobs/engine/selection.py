@@ -99,12 +99,11 @@ def check_engine_settings(engine: str, params) -> None:
         raise SpecError("num_beams: the vllm engine runs no beam search here; use engine: transformers")
     from jobs.engine.vllm_backend import RESERVED_KWARGS
 
-    known = vllm_engine_args()
     for key in kwargs:
         if key in RESERVED_KWARGS:
             raise SpecError(f"engine_kwargs.{key}: set by the stage itself; use the stage's own keys "
                             f"(model, revision, dtype, trust_remote_code, seed)")
-        if key not in known:
-            close = difflib.get_close_matches(key, known, n=1)
+        if key not in vllm_engine_args():
+            close = difflib.get_close_matches(key, vllm_engine_args(), n=1)
             raise SpecError(f"engine_kwargs.{key}: not a vLLM engine argument"
                             + (f" (did you mean {close[0]}?)" if close else ""))
