@@ -56,7 +56,7 @@ def run(spec: str = typer.Argument(..., help="Job spec (YAML)"),
 
     try:
         job = load_spec(spec, set_ or [], date)
-        plan = plan_job(job)
+        plan = plan_job(job, check_engines=False)  # the actors check their own engine as they load it
         result = run_job(plan, overwrite=overwrite)
     except RaybatchError as exc:
         _fail(exc)

@@ -66,12 +66,15 @@ class JobPlan:
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
-def plan_job(spec: JobSpec) -> JobPlan:
-    """Validate the job end to end without Ray; raise SpecError/InputDataError/OutputConflict."""
+def plan_job(spec: JobSpec, check_engines: bool = True) -> JobPlan:
+    """Validate the job end to end without Ray; raise SpecError/InputDataError/OutputConflict.
+    `check_engines` also checks model stages against the engine installed here (see Stage.check_engine)."""
     classes = [stage_class(p.use, where=f"{spec.source}: stages[{i}].use") for i, p in enumerate(spec.stages)]
     for index, (cls, params) in enumerate(zip(classes, spec.stages)):
         try:
             cls.preflight(params)
+            if check_engines:
+                cls.check_engine(params)
         except SpecError as exc:
             raise SpecError(f"{spec.source}: stages[{index}] ({params.use}): {exc}") from None
     output = commit.OutputLocation.for_uri(spec.output.path)

@@ -29,6 +29,7 @@ def load_engine(config: EngineConfig) -> RowEngine:
         model_config = AutoConfig.from_pretrained(config.model, revision=config.revision,
                                                   trust_remote_code=config.trust_remote_code)
         engine = choose_engine(engine, config.model, model_config.to_dict())
+    check_engine_settings(engine, config)
     if engine == "vllm":
         from jobs.engine.vllm_backend import VllmEngine
 

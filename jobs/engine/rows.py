@@ -78,6 +78,9 @@ class RowEngine:
         """What ran, for the manifest: the engine, its version and settings."""
         raise NotImplementedError
 
+    def close(self) -> None:
+        """Free what the engine holds beyond memory (the vLLM backend's processes)."""
+
     # -- for tests and benchmarks -----------------------------------------------------------------
 
     def prompt_text(self, fields: dict[str, Any]) -> str:

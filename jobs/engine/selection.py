@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import difflib
 import importlib.util
+import logging
+import os
 from functools import lru_cache
 from typing import Any
 
@@ -16,12 +18,23 @@ ENGINES = ("auto", "vllm", "transformers")
 _TRANSFORMERS_ONLY = ("no_repeat_ngram_size", "length_penalty")
 
 
+def vllm_env_defaults() -> None:
+    """Set before vLLM is first imported, unless the user has set them. vLLM's CPU build takes ~90%
+    of RAM for its KV cache by default (Ray's memory monitor then kills the actor) and reserves a
+    core; its warnings (LD_PRELOAD hints, thread counts, Triton) are noise in a job's log."""
+    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")  # GiB
+    os.environ.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
+    if os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR") == "ERROR":
+        logging.getLogger("vllm").setLevel(logging.ERROR)  # some warn before vLLM configures its logging
+
+
 def vllm_installed() -> bool:
     return importlib.util.find_spec("vllm") is not None
 
 
 @lru_cache(maxsize=1)
 def vllm_architectures() -> frozenset[str]:
+    vllm_env_defaults()
     from vllm import ModelRegistry
 
     return frozenset(ModelRegistry.get_supported_archs())
@@ -31,6 +44,7 @@ def vllm_architectures() -> frozenset[str]:
 def vllm_engine_args() -> frozenset[str]:
     import dataclasses
 
+    vllm_env_defaults()
     from vllm import EngineArgs
 
     return frozenset(f.name for f in dataclasses.fields(EngineArgs))
@@ -58,6 +72,7 @@ def choose_engine(requested: str, model: str, model_config: dict[str, Any] | Non
 
 def vllm_cannot_run(model_config: dict[str, Any]) -> str | None:
     """Why the installed vLLM cannot run this model (its architecture, or on CPU its head size)."""
+    vllm_env_defaults()
     architectures = model_config.get("architectures") or []
     if architectures and not any(a in vllm_architectures() for a in architectures):
         return f"vLLM has no implementation of {', '.join(architectures)}"
@@ -75,9 +90,14 @@ def vllm_cannot_run(model_config: dict[str, Any]) -> str | None:
 
 
 def check_engine_settings(engine: str, params) -> None:
-    """SpecError for a key the chosen backend lacks, naming the key."""
+    """SpecError for a key the chosen backend lacks, naming the key. `params`: a stage's spec keys
+    or the EngineConfig built from them (the same names)."""
     kwargs: dict[str, Any] = params.engine_kwargs
     guided = getattr(params, "guided", None)
+    if isinstance(guided, dict):
+        from jobs.engine.guided import Guided
+
+        guided = Guided.model_validate(guided)
     if engine == "transformers":
         from jobs.engine.hf_backend import KWARGS
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from jobs.engine.config import EngineConfig, Generated, Unit
 from jobs.engine.loading import input_limit
 from jobs.engine.rows import RowEngine
+from jobs.engine.selection import vllm_env_defaults
 from jobs.errors import RowError, StageFailed
 
 # Keys the stage sets itself; engine_kwargs may not repeat them.
@@ -29,22 +30,13 @@ _CALL_UNITS = 1024
 _MAX_ENGINE_DEATHS = 3
 
 
-def cpu_defaults() -> None:
-    """vLLM's CPU build takes ~90% of RAM for its KV cache by default (Ray's memory monitor then
-    kills the actor), reserves a core and drops torch to one thread; set saner defaults unless the
-    user has set these."""
-    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")  # GiB
-    os.environ.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
-    os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
-
-
 class VllmEngine(RowEngine):
     name = "vllm"
     decoding = "vllm continuous batching"
 
     def __init__(self, config: EngineConfig):
         check_engine_history()
-        cpu_defaults()
+        vllm_env_defaults()
         if config.batch_invariant:
             os.environ["VLLM_BATCH_INVARIANT"] = "1"
         from transformers import AutoConfig, AutoTokenizer
@@ -75,7 +67,6 @@ class VllmEngine(RowEngine):
         threading.Thread(target=self._watch, daemon=True).start()
 
     def info(self) -> dict[str, str]:
-
         import vllm
 
         invariant = ("yes (VLLM_BATCH_INVARIANT)" if self.config.batch_invariant else
@@ -84,6 +75,10 @@ class VllmEngine(RowEngine):
         return {"engine": self.name, "engine_version": vllm.__version__,
                 "engine_kwargs": json.dumps(self.config.engine_kwargs, sort_keys=True), "decoding": self.decoding,
                 "batch_invariant": invariant}
+
+    def close(self) -> None:
+        """Stop the engine's processes now rather than at exit."""
+        self.llm.llm_engine.engine_core.shutdown()
 
     def generate_units(self, units: list[Unit]) -> list[Generated | RowError]:
         out: list[Generated | RowError] = []
@@ -156,9 +151,11 @@ class VllmEngine(RowEngine):
                             if "VLLM" in " ".join([p.name(), *p.cmdline()])]  # EngineCore, Worker
         while True:
             time.sleep(1.0)
-            gone = [p.pid for p in engine_processes if not p.is_running() or p.status() == psutil.STATUS_ZOMBIE]
             last = self._last_progress
-            hung = last is not None and time.monotonic() - last > self.timeout_s
+            if last is None:  # between calls (and at shutdown) the engine's processes may come and go
+                continue
+            gone = [p.pid for p in engine_processes if not p.is_running() or p.status() == psutil.STATUS_ZOMBIE]
+            hung = time.monotonic() - last > self.timeout_s
             if gone or hung:
                 for child in psutil.Process().children(recursive=True):
                     child.kill()

@@ -100,6 +100,11 @@ class Stage:
     def preflight(cls, params: StageParams) -> None:
         """Check outside resources (model paths, lexicons) before any work; raise SpecError."""
 
+    @classmethod
+    def check_engine(cls, params: StageParams) -> None:
+        """Check settings against the engine library installed here (validate only: at run time the
+        stage checks them where it loads, whose libraries are the ones that count); raise SpecError."""
+
     def __call__(self, batch: pa.Table) -> pa.Table:
         raise NotImplementedError
 

@@ -108,6 +108,11 @@ class ModelStage(Stage):
                                           params.allow_pickle)
         if config is not None:
             cls.check_model(params, config)
+
+    @classmethod
+    def check_engine(cls, params: ModelParams) -> None:
+        config = engine.check_model_files(params.model, params.revision, params.trust_remote_code,
+                                          params.allow_pickle)
         engine.check_engine_settings(engine.choose_engine(params.engine, params.model, config), params)
 
     @classmethod
@@ -132,7 +137,10 @@ class ModelStage(Stage):
 
     def __init__(self, params: ModelParams, context):
         super().__init__(params, context)
-        self.engine = engine.load_engine(self.engine_config(params))
+        try:
+            self.engine = engine.load_engine(self.engine_config(params))
+        except SpecError as exc:  # the engine installed where the stage runs refuses a setting
+            raise SpecError(f"stages[{context.stage_index}] ({params.use}): {exc}") from None
 
     def info(self) -> dict[str, str]:
         """The model as loaded: its name or path, the revision the files came from, the engine that

@@ -28,6 +28,7 @@ def vllm_engine(tiny_models):
     assert engine.info()["engine"] == "vllm"
     base = engine.config
     yield lambda **changes: _configured(engine, base, changes)
+    engine.close()
 
 
 def _configured(engine, base: EngineConfig, changes: dict):

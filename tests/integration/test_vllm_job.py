@@ -13,6 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from tests.conftest import eda_sentences
+from tests.faults.helpers import cli, one_line_error
 from tests.helpers.jobs import assert_accounted, run, write_spec
 
 ROWS = 300
@@ -34,11 +35,13 @@ def corpus(folder: Path) -> list[str]:
 
 
 def kill_engine_once(staging: Path, killed: list[int], stop: threading.Event) -> None:
-    """Kill the vLLM engine process once the first block has been written (so mid-run)."""
+    """Kill the job's vLLM engine process (the one a Ray actor runs) once the first block has been
+    written, so mid-run."""
     while not stop.is_set() and not killed:
         if list(staging.glob("_shards/*.json")):
             for proc in psutil.process_iter(["name", "cmdline"]):
-                if "EngineCore" in (proc.info["name"] or "") + " ".join(proc.info["cmdline"] or []):
+                if "EngineCore" in (proc.info["name"] or "") + " ".join(proc.info["cmdline"] or []) \
+                        and proc.parent() is not None and proc.parent().name().startswith("ray::"):
                     proc.kill()
                     killed.append(proc.pid)
         time.sleep(0.2)
@@ -76,3 +79,19 @@ def test_a_vllm_job_survives_its_engine_dying(ray_local, tiny_models, tmp_path, 
     assert stage["engine"] == "vllm" and stage["engine_version"] and '"max_model_len": 256' in stage["engine_kwargs"]
     assert stage["tokens_out"] == sum(data["question_tokens_out"].to_pylist()) and stage["tokens_out_per_second"] > 0
     assert "continuous batching" in stage["batch_invariant"]
+
+
+def test_run_refuses_a_key_the_engine_lacks_where_the_engine_loads(tiny_models, tmp_path):
+    """`run` leaves engine checks to the actors (their libraries count, not the driver's): the same
+    one-line spec error, exit 2, before the model loads."""
+    corpus(tmp_path / "in")
+    spec = write_spec(tmp_path / "job.yaml", {
+        "name": "bad-engine-key", "input": {"path": str(tmp_path / "in"), "id_column": "id"},
+        "output": {"path": str(tmp_path / "out")},
+        "stages": [{"use": "generate", "engine": "transformers", "model": str(tiny_models.qwen2),
+                    "prompt": "{text}", "engine_kwargs": {"gpu_memory_utilization": 0.9}}]})
+    line = one_line_error(cli("run", spec), 2, "stages[0] (generate): engine_kwargs.gpu_memory_utilization")
+    assert "transformers engine has no such setting" in line
+    assert not (tmp_path / "out").exists()
+    validated = cli("validate", spec)
+    assert validated.returncode == 2 and "engine_kwargs.gpu_memory_utilization" in validated.stderr

@@ -1,5 +1,5 @@
 """Which engine runs a model stage, and the spec errors for a key the chosen engine lacks: found at
-validate time (preflight), naming the key, before any model loads."""
+validate time (`check_engine`), naming the key, before any model loads."""
 
 from __future__ import annotations
 
@@ -43,14 +43,14 @@ def test_auto_picks_vllm_only_for_a_model_it_can_run(tiny_models):
 ])
 def test_a_key_the_chosen_engine_lacks_is_a_spec_error(tiny_models, model, keys, fragment):
     with pytest.raises(SpecError) as caught:
-        GenerateStage.preflight(params(getattr(tiny_models, model), **keys))
+        GenerateStage.check_engine(params(getattr(tiny_models, model), **keys))
     assert fragment in str(caught.value)
 
 
 def test_good_engine_settings_pass(tiny_models):
-    GenerateStage.preflight(params(tiny_models.qwen2, engine="vllm", guided={"regex": "[ab]+"},
+    GenerateStage.check_engine(params(tiny_models.qwen2, engine="vllm", guided={"regex": "[ab]+"},
                                    engine_kwargs={"max_model_len": 256, "enable_prefix_caching": True}))
-    GenerateStage.preflight(params(tiny_models.llama, engine="transformers", guided={"choice": ["yes", "no"]},
+    GenerateStage.check_engine(params(tiny_models.llama, engine="transformers", guided={"choice": ["yes", "no"]},
                                    engine_kwargs={"attn_implementation": "eager"}))
 
 
