@@ -88,8 +88,8 @@ def test_back_translation_round_trips_through_the_pivot(tiny_models):
     op = ops.BackTranslateOp(op="back_translate", model=str(tiny_models.m2m), back_model=str(tiny_models.m2m),
                              source_lang="en", pivot_lang="de", max_new_tokens=12, temperature=1.0)
     impl = model_op(op, "cpu")
-    assert impl.there.forced_bos_token_id == impl.there.tokenizer.convert_tokens_to_ids("__de__")
-    assert impl.back.forced_bos_token_id == impl.back.tokenizer.convert_tokens_to_ids("__en__")
+    assert impl.there.generation_config.forced_bos_token_id == impl.there.tokenizer.convert_tokens_to_ids("__de__")
+    assert impl.back.generation_config.forced_bos_token_id == impl.back.tokenizer.convert_tokens_to_ids("__en__")
     outs = impl.apply_batch(TEXTS[:6] + MIXED, [random.Random(i) for i in range(8)])
     assert all(outs) and outs != TEXTS[:6] + MIXED
     again = impl.apply_batch(TEXTS[:6] + MIXED, [random.Random(i) for i in range(8)])
