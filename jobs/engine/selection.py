@@ -1,6 +1,7 @@
-"""Which backend runs a stage, and the settings each backend lacks, checked at validate time so a
-spec never fails on them after the model has loaded. `engine: auto` picks vLLM when it is installed
-and supports the model's architecture, else transformers; seq2seq models always run on transformers."""
+"""Which backend runs a stage, and the settings each backend lacks: checked by `validate`, and again
+where the engine loads, before the model does. `engine: auto` picks vLLM when it is installed and
+can run the model (its architecture; on the CPU build its head size), else transformers; seq2seq
+models always run on transformers."""
 
 from __future__ import annotations
 
