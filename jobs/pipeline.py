@@ -131,6 +131,11 @@ class StageActor:
     instead of an actor death Ray retries and prints at length."""
 
     def __init__(self, params_json: str, context: StageContext, threads: int = 0):
+        import dataclasses
+
+        import ray
+
+        context = dataclasses.replace(context, actor_id=ray.get_runtime_context().get_actor_id())
         self.index = context.stage_index
         self.runner: StageRunner | None = None
         self.error: RaybatchError | None = None

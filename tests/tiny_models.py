@@ -124,13 +124,9 @@ def build_llama(path: Path, backend, *, hidden: int = 32, layers: int = 2, max_p
     """A random Llama; `chat` gives its tokenizer a chat template, as instruct models have."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    tokenizer = wrap_tokenizer(backend, "causal", CHAT_TEMPLATE if chat else None)
-    tokenizer.model_max_length = max_positions
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=intermediate or 2 * hidden,
-                         num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=kv_heads,
-                         max_position_embeddings=max_positions, pad_token_id=0, eos_token_id=1, bos_token_id=2,
-                         initializer_range=0.3, tie_word_embeddings=False)
-    return _save(_seeded(lambda: LlamaForCausalLM(config), seed), tokenizer, path)
+    return _build_causal(LlamaConfig, LlamaForCausalLM, path, backend, hidden=hidden, layers=layers, heads=heads,
+                         kv_heads=kv_heads, intermediate=intermediate, max_positions=max_positions, chat=chat,
+                         seed=seed)
 
 
 def build_qwen2(path: Path, backend, *, hidden: int = 64, layers: int = 2, heads: int = 2, kv_heads: int = 1,
@@ -139,13 +135,20 @@ def build_qwen2(path: Path, backend, *, hidden: int = 64, layers: int = 2, heads
     attention supports, so this model runs on the vLLM engine too."""
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
+    return _build_causal(Qwen2Config, Qwen2ForCausalLM, path, backend, hidden=hidden, layers=layers, heads=heads,
+                         kv_heads=kv_heads, intermediate=intermediate, max_positions=max_positions, chat=chat,
+                         seed=seed)
+
+
+def _build_causal(config_class, model_class, path: Path, backend, *, hidden: int, layers: int, heads: int,
+                  kv_heads: int, intermediate: int | None, max_positions: int, chat: bool, seed: int) -> Path:
     tokenizer = wrap_tokenizer(backend, "causal", CHAT_TEMPLATE if chat else None)
     tokenizer.model_max_length = max_positions
-    config = Qwen2Config(vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=intermediate or 2 * hidden,
-                         num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=kv_heads,
-                         max_position_embeddings=max_positions, pad_token_id=0, eos_token_id=1, bos_token_id=2,
-                         initializer_range=0.3, tie_word_embeddings=False)
-    return _save(_seeded(lambda: Qwen2ForCausalLM(config), seed), tokenizer, path)
+    config = config_class(vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=intermediate or 2 * hidden,
+                          num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=kv_heads,
+                          max_position_embeddings=max_positions, pad_token_id=0, eos_token_id=1, bos_token_id=2,
+                          initializer_range=0.3, tie_word_embeddings=False)
+    return _save(_seeded(lambda: model_class(config), seed), tokenizer, path)
 
 
 def build_masked_lm(path: Path, backend, *, hidden: int = 32, layers: int = 2, seed: int = 0) -> Path:

@@ -15,6 +15,7 @@ class EngineConfig:
     engine_kwargs: dict[str, Any] = field(default_factory=dict)
     batch_invariant: bool = False  # vLLM's batch-invariant kernels (greedy output independent of the batch)
     engine_timeout_s: float = 600.0  # vLLM: fail when no request finishes for this long (a hung engine)
+    actor_id: str | None = None  # the Ray actor the engine runs in: a lost engine exits it for a restart
     revision: str | None = None
     dtype: str = "auto"  # auto: bf16 (fp16 without bf16 support) on GPU, fp32 on CPU
     device: str = "auto"  # auto: cuda when torch sees one, else cpu

@@ -35,7 +35,7 @@ class VllmEngine(RowEngine):
     decoding = "vllm continuous batching"
 
     def __init__(self, config: EngineConfig):
-        check_engine_history()
+        check_engine_history(config.actor_id)
         vllm_env_defaults()
         if config.batch_invariant:
             os.environ["VLLM_BATCH_INVARIANT"] = "1"
@@ -139,7 +139,7 @@ class VllmEngine(RowEngine):
             raise StageFailed(f"vLLM ran out of memory: {text.splitlines()[0][:200]}; lower max_model_len, "
                               f"gpu_memory_utilization or max_num_seqs in engine_kwargs") from None
         if isinstance(exc, EngineDeadError):
-            _lose_engine(f"the vLLM engine died ({type(exc).__name__})")
+            _lose_engine(self.config.actor_id, f"the vLLM engine died ({type(exc).__name__})")
 
     def _watch(self) -> None:
         """vLLM's own client can wait forever on an engine that died or hung, so this thread checks:
@@ -160,9 +160,9 @@ class VllmEngine(RowEngine):
                 for child in psutil.Process().children(recursive=True):
                     child.kill()
                 if hung:
-                    _lose_engine(f"the vLLM engine made no progress for {self.timeout_s:.0f} s (hung)", hung=True,
-                                 blocked=True)
-                _lose_engine(f"the vLLM engine died (process {gone[0]} exited)", blocked=True)
+                    _lose_engine(self.config.actor_id, f"the vLLM engine made no progress for {self.timeout_s:.0f} s "
+                                 f"(hung)", hung=True, blocked=True)
+                _lose_engine(self.config.actor_id, f"the vLLM engine died (process {gone[0]} exited)", blocked=True)
 
 
 class _Heartbeat:
@@ -189,12 +189,11 @@ class _Heartbeat:
         pass
 
 
-def _lose_engine(what: str, hung: bool = False, blocked: bool = False) -> None:
+def _lose_engine(actor_id: str | None, what: str, hung: bool = False, blocked: bool = False) -> None:
     """The engine is gone. Inside a Ray actor, exit so that Ray restarts the actor and retries its
     batch; a hang, or a third death on this node, makes the restarted actor fail the stage in one
     line instead (see `check_engine_history`). Outside an actor, fail: by raising, or, when the
     caller is `blocked` inside vLLM where nothing can raise, by exiting with the message."""
-    actor_id = _actor_id()
     if actor_id is None:
         if blocked:
             print(f"error: {what}; stopped", file=sys.stderr, flush=True)
@@ -207,23 +206,13 @@ def _lose_engine(what: str, hung: bool = False, blocked: bool = False) -> None:
     os._exit(1)
 
 
-def check_engine_history() -> None:
+def check_engine_history(actor_id: str | None) -> None:
     """In a restarted actor: fail the stage if its engine hung, or died too often, before."""
-    actor_id = _actor_id()
     history = _history_file(actor_id) if actor_id else None
     if history is not None and history.exists():
         record = json.loads(history.read_text())
         if record["fatal"]:
             raise StageFailed(f"{record['last']}, {record['deaths']} time(s); nothing was published")
-
-
-def _actor_id() -> str | None:
-    try:
-        import ray
-
-        return ray.get_runtime_context().get_actor_id() if ray.is_initialized() else None
-    except Exception:
-        return None
 
 
 def _history_file(actor_id: str) -> Path:

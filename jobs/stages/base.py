@@ -61,6 +61,7 @@ class StageContext:
     seed: int
     stage_index: int
     stage_name: str
+    actor_id: str | None = None  # set when the stage runs in a Ray actor, which Ray restarts if it dies
 
 
 class Stage:

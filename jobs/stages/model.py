@@ -14,9 +14,10 @@ from jobs.errors import SpecError
 from jobs.stages.base import ROW_ID, Resources, Stage, StageParams, mark_failed, set_column
 
 # Keys passed to the engine unchanged (same names in spec and EngineConfig).
-_ENGINE_KEYS = ("model", "engine", "engine_kwargs", "batch_invariant", "engine_timeout_s", "revision", "dtype", "trust_remote_code", "allow_pickle", "prefix", "max_new_tokens",
-                "min_new_tokens", "num_beams", "repetition_penalty", "no_repeat_ngram_size", "length_penalty",
-                "temperature", "top_p", "top_k", "batch_size", "max_batch_tokens", "max_input_tokens", "long_input")
+_ENGINE_KEYS = ("model", "engine", "engine_kwargs", "batch_invariant", "engine_timeout_s", "revision", "dtype",
+                "trust_remote_code", "allow_pickle", "prefix", "max_new_tokens", "min_new_tokens", "num_beams",
+                "repetition_penalty", "no_repeat_ngram_size", "length_penalty", "temperature", "top_p", "top_k",
+                "batch_size", "max_batch_tokens", "max_input_tokens", "long_input")
 
 
 class ModelParams(StageParams):
@@ -138,7 +139,9 @@ class ModelStage(Stage):
     def __init__(self, params: ModelParams, context):
         super().__init__(params, context)
         try:
-            self.engine = engine.load_engine(self.engine_config(params))
+            config = self.engine_config(params)
+            config.actor_id = context.actor_id
+            self.engine = engine.load_engine(config)
         except SpecError as exc:  # the engine installed where the stage runs refuses a setting
             raise SpecError(f"stages[{context.stage_index}] ({params.use}): {exc}") from None
 
