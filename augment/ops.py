@@ -2,10 +2,12 @@
 
 Each op edits words and leaves everything else as it was: punctuation stays where it was (a
 deleted word's comma moves to its neighbour), the whitespace between kept words is kept, numbers
-and stopwords are never replaced, and case follows the word it replaces. An op returns None when
-the text offers it nothing to do (no word with a synonym, fewer than two movable words); the
-caller decides whether that is worth a note. All randomness comes from the `rng` passed in, so a
-copy is a function of its seed alone.
+and stopwords are never replaced, and case follows the word it replaces. In a text that mixes
+scripts each part is handled by its own: words move only among words of their script, and an
+English synonym is inserted next to English words. An op returns None when the text offers it
+nothing to do (no word with a synonym, fewer than two movable words); the caller decides whether
+that is worth a note. All randomness comes from the `rng` passed in, so a copy is a function of
+its seed alone.
 """
 
 from __future__ import annotations
@@ -14,9 +16,11 @@ import functools
 import random
 import re
 from dataclasses import dataclass, field
-from typing import Annotated, Callable, Literal, NamedTuple, Union
+from typing import Callable
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from augment.params import DeleteOp, InsertOp, ReorderOp, SubstituteOp, _OpBase
+from augment.sentences import SENTENCE_END, shuffle_sentences
+from augment.tokens import Tokens, is_word, parse, split_core, word_count
 
 # NLTK's English stopword list (the one EDA uses), plus the fragments that apostrophe-stripped text
 # leaves ("you re", "i d"): these words carry grammar, not content, so they are never replaced.
@@ -38,146 +42,8 @@ seventeen eighteen nineteen twenty thirty forty fifty sixty seventy eighty ninet
 billion trillion first second third fourth fifth sixth seventh eighth ninth tenth half dozen
 """.split())
 
-_GAP = re.compile(r"(\s+)")
-_CORE = re.compile(r"(\W*)(.*?)(\W*)\Z", re.S)
-_LEXICAL = re.compile(r"[A-Za-z]+(?:[-'][A-Za-z]+)*\Z")  # what WordNet can know
-_ALNUM = re.compile(r"[^\W_]")
-# A sentence ends at . ! ? (closing quotes or brackets may follow) before a gap and a capital or
-# digit; or at a CJK full stop, question or exclamation mark, with or without a gap.
-_SENTENCE_GAP = re.compile(r"(?<=[.!?…])([\"'”’)\]]*)(\s+)(?=[\"'“‘(\[]?[A-Z0-9À-ÖØ-Þ])"
-                           r"|(?<=[。！？])([”’」』）]*)(\s*)(?=\S)")
-# Words whose full stop does not end a sentence (lower case, without the stop).
-_ABBREVIATIONS = frozenset("""
-    mr mrs ms dr prof sr jr st mt vs etc cf al fig figs no nos vol vols ch sec pp p ed eds approx dept
-    est gen gov lt col capt sgt rev inc ltd co corp bros jan feb mar apr jun jul aug sep sept oct nov dec
-    mon tue wed thu fri sat sun
-""".split())
-_INITIALS = re.compile(r"(?:\b[A-Za-z]\.)+\Z")  # J. or U.S. or e.g.
-_SENTENCE_END = (".", "!", "?")
-
-
-# ---- params ------------------------------------------------------------------------------------
-
-
-class _OpBase(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    rate: float = Field(0.1, gt=0, le=1, description="fraction of words edited (at least min_edits)")
-    min_edits: int = Field(1, ge=1)
-    max_edits: int | None = Field(None, ge=1)
-    max_edit_rate: float | None = Field(None, gt=0, le=1, description="token edit rate above which a copy is "
-                                        "retried then dropped; default 0.5 (reorder: 1.0)")
-
-    @model_validator(mode="after")
-    def _edits(self):
-        if self.max_edits is not None and self.max_edits < self.min_edits:
-            raise ValueError(f"max_edits ({self.max_edits}) must be >= min_edits ({self.min_edits})")
-        return self
-
-    @property
-    def edit_bound(self) -> float:
-        return self.max_edit_rate if self.max_edit_rate is not None else 0.5
-
-    @property
-    def needs_lexicon(self) -> bool:
-        return False
-
-    @property
-    def uses_model(self) -> bool:
-        """Backed by a model (loaded once per actor, run batched over a block) rather than rules."""
-        return False
-
-    @property
-    def seed_sensitive(self) -> bool:
-        """Whether another seed can give another output (if not, a duplicate is not retried)."""
-        return True
-
-
-class _ModelOpBase(_OpBase):
-    """Settings every model-backed op shares; the model loads as the model stages load theirs."""
-
-    revision: str | None = None
-    trust_remote_code: bool = False
-    allow_pickle: bool = False
-    batch_size: int = Field(32, gt=0, description="texts per forward pass")
-
-    @property
-    def uses_model(self) -> bool:
-        return self.model is not None
-
-
-class SubstituteOp(_OpBase):
-    """Replace words with WordNet synonyms of the part of speech the lexicon picks."""
-
-    op: Literal["substitute"]
-    senses: int = Field(3, ge=0, description="synonyms come from the word's first N senses (0: all)")
-
-    @property
-    def needs_lexicon(self) -> bool:
-        return True
-
-
-class InsertOp(_ModelOpBase):
-    """Insert a synonym of a random content word at a random position (EDA's random insertion); with
-    `model` (a masked LM), insert a word the model predicts for a mask at a random position instead."""
-
-    op: Literal["insert"]
-    senses: int = Field(3, ge=0)
-    model: str | None = Field(None, description="masked-LM name or path: contextual insertion")
-    top_k: int = Field(5, ge=1, le=100, description="with model: a word is drawn from the model's top_k "
-                       "whole-word predictions")
-
-    @property
-    def needs_lexicon(self) -> bool:
-        return self.model is None
-
-
-class BackTranslateOp(_ModelOpBase):
-    """Translate to a pivot language and back with two translation models (the translate stage's engine)."""
-
-    op: Literal["back_translate"]
-    model: str = Field(description="translation model from the text's language to the pivot")
-    back_model: str = Field(description="translation model from the pivot back")
-    back_revision: str | None = None
-    source_lang: str | None = Field(None, description="the text's language code (multilingual models)")
-    pivot_lang: str | None = Field(None, description="the pivot's language code (multilingual models)")
-    temperature: float = Field(0.0, ge=0, description="0: greedy (one paraphrase per row); > 0: sampled, "
-                               "seeded per copy")
-    top_p: float = Field(1.0, gt=0, le=1)
-    max_new_tokens: int = Field(256, gt=0)
-    # float32 keeps a copy independent of its batch; half precision on a GPU is faster, but padding
-    # then moves sums at rounding level and a copy may change with the block it ran in.
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "float32"
-
-    @property
-    def edit_bound(self) -> float:
-        # A paraphrase may rewrite every token (and be longer): unbounded unless max_edit_rate says.
-        return self.max_edit_rate if self.max_edit_rate is not None else float("inf")
-
-    @property
-    def seed_sensitive(self) -> bool:
-        return self.temperature > 0
-
-
-class ReorderOp(_OpBase):
-    """Swap words within a window; a text of several sentences has its sentences shuffled instead."""
-
-    op: Literal["reorder"]
-    window: int = Field(3, ge=1, description="a word swaps with one at most this many words away")
-    sentences: bool = Field(True, description="shuffle sentences when the text has several")
-
-    @property
-    def edit_bound(self) -> float:
-        # A swap of two words is two token edits and a sentence shuffle moves whole sentences.
-        return self.max_edit_rate if self.max_edit_rate is not None else 1.0
-
-
-class DeleteOp(_OpBase):
-    """Drop each word with probability `rate`; at least min_edits, never every word."""
-
-    op: Literal["delete"]
-
-
-OpSpec = Annotated[Union[SubstituteOp, InsertOp, ReorderOp, DeleteOp, BackTranslateOp], Field(discriminator="op")]
+_MEMO_LIMIT = 500_000  # entries a memo holds before it starts over
+LEXICAL = re.compile(r"[A-Za-z]+(?:[-'][A-Za-z]+)*\Z")  # what WordNet can know
 
 
 @dataclass(frozen=True)
@@ -188,87 +54,12 @@ class Vocab:
     lexicon: object | None = None
     stopwords: frozenset[str] = STOPWORDS
     protect: frozenset[str] = field(default_factory=frozenset)
-    # word -> 1 English, 0 not, -1 no letters: english_ratio's memo (the lexicon decides, not order)
+    # Memos across rows (results depend on the words alone, never on the memo's state):
+    # word -> 1 English, 0 not, -1 not Latin script (the language guard's), and
+    # (word, previous word, senses) -> synonyms (the lexical ops').
     english: dict[str, int] = field(default_factory=dict, compare=False, hash=False, repr=False)
-
-
-# ---- tokens ------------------------------------------------------------------------------------
-
-
-class Parsed(NamedTuple):
-    """A text split once for every op, guard and measure that looks at it (cached: a row's copies
-    and checks all read the same parse)."""
-
-    words: tuple[str, ...]  # whitespace-separated tokens
-    gaps: tuple[str, ...]  # the whitespace between them
-    cores: tuple[tuple[str, str, str], ...]  # (leading punctuation, word, trailing punctuation)
-    word_flags: tuple[bool, ...]  # the core holds a letter or digit
-    n_words: int
-    plain: bool  # every gap is one space: joining is one str.join
-
-
-@functools.lru_cache(maxsize=64)
-def parse(text: str) -> Parsed:
-    parts = _GAP.split(text.strip())
-    words = tuple(parts[0::2]) if parts != [""] else ()
-    cores = tuple([split_core(w) for w in words])
-    flags = tuple([is_word(c[1]) for c in cores])
-    gaps = tuple(parts[1::2])
-    return Parsed(words, gaps, cores, flags, sum(flags), all(g == " " for g in gaps))
-
-
-class Tokens:
-    """A mutable copy of a parse: ops edit `words` and `gaps`, then join them back."""
-
-    __slots__ = ("words", "gaps", "plain")
-
-    def __init__(self, text: str = ""):
-        parsed = parse(text)
-        self.words: list[str] = list(parsed.words)
-        self.gaps: list[str] = list(parsed.gaps)
-        self.plain = parsed.plain  # ops only ever add single spaces or keep existing gaps
-
-    def text(self) -> str:
-        if self.plain:
-            return " ".join(self.words)
-        out = [self.words[0]] if self.words else []
-        for gap, word in zip(self.gaps, self.words[1:]):
-            out.append(gap)
-            out.append(word)
-        return "".join(out)
-
-
-def split_core(token: str) -> tuple[str, str, str]:
-    """(leading punctuation, word, trailing punctuation) of one token."""
-    if token.isalpha():
-        return "", token, ""
-    lead, core, trail = _CORE.match(token).groups()
-    return lead, core, trail
-
-
-def is_word(core: str) -> bool:
-    return core.isalnum() or (bool(core) and _ALNUM.search(core) is not None)
-
-
-def word_count(text: str) -> int:
-    """Tokens holding a letter or digit (what rates and bounds count)."""
-    return parse(text).n_words
-
-
-def english_ratio(text: str, vocab: Vocab) -> float:
-    """Share of the words with letters that are English stopwords or WordNet words (1.0 without a
-    lexicon or without such words): the cheap language guard in front of the lexical ops."""
-    if vocab.lexicon is None:
-        return 1.0
-    total = known = 0
-    for _, core, _ in parse(text).cores:
-        if not (core.isalpha() or any(ch.isalpha() for ch in core)):
-            continue
-        total += 1
-        lower = core.lower()
-        if lower in STOPWORDS or (_LEXICAL.match(lower) and vocab.lexicon.known(lower)):
-            known += 1
-    return known / total if total else 1.0
+    slots: dict[tuple[str, str, int], tuple[str, ...]] = field(default_factory=dict, compare=False, hash=False,
+                                                               repr=False)
 
 
 def edits_for(n_words: int, params: _OpBase) -> int:
@@ -294,16 +85,22 @@ def _synonym_slots(text: str, senses: int, vocab: Vocab) -> tuple[tuple[int, tup
     lexicon = vocab.lexicon
     if lexicon is None:
         raise ValueError("substitute and insert need the WordNet lexicon")
-    slots, previous = [], ""
+    slots, previous, memo = [], "", vocab.slots
+    if len(memo) >= _MEMO_LIMIT:
+        memo.clear()
     for index, (_, core, _) in enumerate(parse(text).cores):
-        lower = core.lower()
-        if core and _LEXICAL.match(core) and lower not in vocab.stopwords and lower not in vocab.protect \
-                and lower not in NUMBER_WORDS:
-            synonyms = lexicon.synonyms_in_context(lower, previous, senses)
-            if synonyms:
-                slots.append((index, synonyms))
-        if core:
-            previous = lower
+        if not core:
+            continue
+        key = (core, previous, senses)
+        synonyms = memo.get(key)
+        if synonyms is None:
+            lower = core.lower()
+            synonyms = memo[key] = lexicon.synonyms_in_context(lower, previous.lower(), senses) \
+                if LEXICAL.match(core) and lower not in vocab.stopwords and lower not in vocab.protect \
+                and lower not in NUMBER_WORDS else ()
+        if synonyms:
+            slots.append((index, synonyms))
+        previous = core
     return tuple(slots)
 
 
@@ -337,6 +134,7 @@ def insert(text: str, rng: random.Random, params: InsertOp, vocab: Vocab) -> str
     slots = _synonym_slots(text, params.senses, vocab)
     if not slots:
         return None
+    cjk = list(parse(text).cjk) if any(parse(text).cjk) else None
     for _ in range(edits_for(word_count(text), params)):
         index, synonyms = rng.choice(slots)
         source = split_core(tokens.words[index])[1]
@@ -344,8 +142,12 @@ def insert(text: str, rng: random.Random, params: InsertOp, vocab: Vocab) -> str
         if len(source) > 1 and source.isupper():
             word = word.upper()
         n = len(tokens.words)
-        last = n - 1 if tokens.words[-1].endswith(_SENTENCE_END) and n > 1 else n
-        at = rng.randint(1, max(last, 1))
+        last = n - 1 if tokens.words[-1].endswith(SENTENCE_END) and n > 1 else n
+        if cjk is None:
+            at = rng.randint(1, max(last, 1))
+        else:  # an English word goes after an English word, not into the Chinese
+            at = rng.choice([k for k in range(1, max(last, 1) + 1) if not cjk[k - 1]] or [index + 1])
+            cjk.insert(at, False)
         tokens.words.insert(at, word)
         tokens.gaps.insert(min(at, n - 1), " ")  # the old gap stays before the new word
         # Inserted words are not themselves sources: slots index the original tokens.
@@ -358,7 +160,7 @@ def reorder(text: str, rng: random.Random, params: ReorderOp, vocab: Vocab) -> s
     words at most `window` apart. Punctuation stays in place and sentence-initial capitals follow
     the position, not the word."""
     if params.sentences:
-        shuffled = _shuffle_sentences(text, rng)
+        shuffled = shuffle_sentences(text, rng)
         if shuffled is not None:
             return shuffled
     tokens = Tokens(text)
@@ -370,11 +172,19 @@ def reorder(text: str, rng: random.Random, params: ReorderOp, vocab: Vocab) -> s
         return None  # every movable word is the same word
     initial = _sentence_initial(tokens, movable)
     order = list(range(len(movable)))
+    script = [parse(text).cjk[i] for i in movable]
+    mixed = len(set(script)) > 1
     for _ in range(edits_for(word_count(text), params)):
         a = rng.randrange(len(order))
         lo, hi = max(0, a - params.window), min(len(order) - 1, a + params.window)
-        b = rng.randint(lo, hi - 1)
-        b += b >= a
+        if mixed:  # a word swaps only with a word of its own script
+            partners = [b for b in range(lo, hi + 1) if b != a and script[b] == script[a]]
+            if not partners:
+                continue
+            b = rng.choice(partners)
+        else:
+            b = rng.randint(lo, hi - 1)
+            b += b >= a
         order[a], order[b] = order[b], order[a]
     for slot, source in enumerate(order):
         if slot == source:
@@ -392,6 +202,7 @@ def delete(text: str, rng: random.Random, params: DeleteOp, vocab: Vocab) -> str
     movable = _movable(text, vocab)
     if len(movable) < 2:
         return None
+    cjk = parse(text).cjk
     dropped = [i for i in movable if rng.random() < params.rate]
     cap = len(movable) - 1
     if params.max_edits:
@@ -416,7 +227,10 @@ def delete(text: str, rng: random.Random, params: DeleteOp, vocab: Vocab) -> str
             continue
         if words:
             between = tokens.gaps[last_kept:index]
-            gaps.append(" " if tokens.plain else max(between, key=lambda g: g.count("\n")))
+            gap = " " if tokens.plain else max(between, key=lambda g: g.count("\n"))
+            if not gap and index > last_kept + 1 and not cjk[last_kept] and not cjk[index]:
+                gap = " "  # two English words that a dropped Chinese word stood between
+            gaps.append(gap)
         if lead_pending:
             token, lead_pending = lead_pending + token, ""
         words.append(token)
@@ -443,51 +257,10 @@ def apply(text: str, rng: random.Random, params: _OpBase, vocab: Vocab) -> str |
     return OPS[params.op](text, rng, params, vocab)
 
 
-# ---- helpers for reorder -----------------------------------------------------------------------
-
-
-def split_sentences(text: str) -> tuple[list[str], list[str]]:
-    """Sentences and the whitespace between them. A full stop after an abbreviation (Mr., etc.,
-    Fig.) or an initial (J. K., U.S., e.g.) does not end a sentence."""
-    sentences, gaps, start = [], [], 0
-    for match in _SENTENCE_GAP.finditer(text):
-        closing = match.group(1) if match.group(1) is not None else match.group(3)
-        gap_start = match.start() + len(closing)
-        before = text[start:match.start()]
-        if before.endswith(".") and _is_abbreviation(before[:-1]):
-            continue
-        sentences.append(text[start:gap_start])
-        gaps.append(text[gap_start:match.end()])
-        start = match.end()
-    sentences.append(text[start:])
-    return sentences, gaps
-
-
-def _is_abbreviation(before_stop: str) -> bool:
-    word = before_stop.rsplit(None, 1)[-1] if before_stop.strip() else ""
-    word = word.lstrip("\"'“‘([")
-    return word.lower() in _ABBREVIATIONS or bool(_INITIALS.search(word + "."))
-
-
-def _shuffle_sentences(text: str, rng: random.Random) -> str | None:
-    sentences, gaps = split_sentences(text.strip())
-    if len(sentences) < 2:
-        return None
-    order = list(range(len(sentences)))
-    rng.shuffle(order)
-    if order == sorted(order):
-        order = order[1:] + order[:1]
-    out = [sentences[order[0]]]
-    for gap, index in zip(gaps, order[1:]):
-        out.append(gap)
-        out.append(sentences[index])
-    return "".join(out)
-
-
 def _sentence_initial(tokens: Tokens, movable: list[int]) -> list[bool]:
     starts = []
     for index in movable:
-        starts.append(index == 0 or tokens.words[index - 1].endswith(_SENTENCE_END))
+        starts.append(index == 0 or tokens.words[index - 1].endswith(SENTENCE_END))
     return starts
 
 
@@ -498,57 +271,9 @@ def _recase(word: str, was_initial: bool, takes_capital: bool, vocab: Vocab) -> 
         return word[:1].upper() + word[1:]
     if was_initial and not takes_capital and word[:1].isupper() and word[1:].islower() and word != "I":
         lower = word.lower()
-        common = lower in vocab.stopwords or (vocab.lexicon is not None and _LEXICAL.match(lower)
+        common = lower in vocab.stopwords or (vocab.lexicon is not None and LEXICAL.match(lower)
                                                and vocab.lexicon.known(lower))
         if common:
             return lower
     return word
 
-
-# ---- measuring a copy --------------------------------------------------------------------------
-
-
-def token_edit_distance(a: list[str], b: list[str]) -> int:
-    """Levenshtein distance between token lists: common ends trimmed, then Hyyrö's bit-parallel
-    algorithm (one pass over `b`, a few integer operations per token instead of a DP row)."""
-    start, end_a, end_b = 0, len(a), len(b)
-    while start < end_a and start < end_b and a[start] == b[start]:
-        start += 1
-    while end_a > start and end_b > start and a[end_a - 1] == b[end_b - 1]:
-        end_a -= 1
-        end_b -= 1
-    a, b = a[start:end_a], b[start:end_b]
-    if not a or not b:
-        return len(a) + len(b)
-    peq: dict[str, int] = {}
-    for i, token in enumerate(a):
-        peq[token] = peq.get(token, 0) | (1 << i)
-    full = (1 << len(a)) - 1
-    top = 1 << (len(a) - 1)
-    pv, mv, score = full, 0, len(a)
-    for token in b:
-        eq = peq.get(token, 0)
-        xv = eq | mv
-        xh = (((eq & pv) + pv) ^ pv) | eq
-        ph = mv | (~(xh | pv) & full)
-        mh = pv & xh
-        if ph & top:
-            score += 1
-        elif mh & top:
-            score -= 1
-        ph = ((ph << 1) | 1) & full
-        mh = (mh << 1) & full
-        pv = mh | (~(xv | ph) & full)
-        mv = ph & xv
-    return score
-
-
-def edit_rate(parent: str, child: str) -> float:
-    """Token-level edit distance over the parent's token count."""
-    a, b = parse(parent).words, child.split()  # the same tokens parse() makes, without caching copies
-    return token_edit_distance(a, b) / max(len(a), 1)
-
-
-def normalize(text: str) -> str:
-    """What dedup compares: case-folded, whitespace collapsed."""
-    return " ".join(text.casefold().split())

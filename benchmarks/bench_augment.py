@@ -1,21 +1,20 @@
-"""Benchmark: the augment job through raybatch against the loop a user writes today.
+"""Benchmark: the augment job through `raybatch run` against the simplest loop a user writes, on two
+workloads, each side a whole command on the same Parquet rows of SST-2 text (repeated to size).
 
-Both sides augment the same rows (SST-2 sentences repeated) with substitute / insert / reorder /
-delete at rate 0.1, four copies per row plus the original, reading and writing Parquet:
-
-- raybatch: `raybatch run` on a spec (Ray start, shard reads, the augment stage, commit), in its
-  own process tree; rows/s = input rows / wall seconds.
-- loop: one Python process, row by row: nlpaug's SynonymAug (WordNet), EDA's random insertion
-  (nlpaug has no WordNet insertion), nlpaug's RandomWordAug swap and delete; then one Parquet write.
-  Offline there is no NLTK tagger model, so nlpaug's tagger is swapped for raybatch's WordNet-based
-  one (cheaper than the perceptron tagger a connected user would run: this favours the loop).
-  The loop runs every row by default: on a sample (--loop-rows) its rows/s is extrapolated and the
-  output says so, but NLTK's caches warm up over the run, so a sample understates the loop.
-
-Peak memory: the largest sum of PSS (RSS where PSS is unavailable) over each side's process tree,
-sampled every 0.2 s; PSS splits shared pages (Ray's object store) between the processes mapping them.
+- Ops: substitute, insert, reorder (swap), delete, at rate 0.1.
+- Workloads: `1 copy` (one augmented row per input row, no original kept: row i gets one op, the ops
+  in turn) and `4 copies` (every op once per row, plus the original).
+- raybatch: `raybatch run` on a spec: Ray start, shard reads, the augment stage, the exactly-once
+  commit. rows/s = input rows / wall seconds.
+- loop: one Python process, row by row, as EDA's and nlpaug's READMEs write it: WordNet synonyms
+  through `nltk.corpus.wordnet` (EDA's synonym replacement and random insertion), nlpaug's
+  `RandomWordAug` swap and delete; then one Parquet write.
+- Peak memory: the largest sum of PSS (RSS where PSS is unavailable) over each side's process tree,
+  sampled every 0.2 s; PSS splits shared pages (Ray's object store) between the processes mapping
+  them. `--flat-rows N` also runs raybatch on N rows and prints its peak against the first size.
 
     .venv/bin/python benchmarks/bench_augment.py --rows 1000000
+    .venv/bin/python benchmarks/bench_augment.py --rows 1000000 --flat-rows 10000000 --skip-loop
     .venv/bin/python benchmarks/bench_augment.py --rows 50000          # a quick run
 """
 
@@ -34,6 +33,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 SST2 = ROOT.parent / "shared" / "data" / "eda" / "4_full" / "sst2" / "train_orig.txt"
 RATE = 0.1
+OPS = ("substitute", "insert", "reorder", "delete")
+WORKLOADS = {"1 copy": {"copies": 1, "keep_original": False}, "4 copies": {"copies": 4, "keep_original": True}}
 
 
 def sentences() -> list[tuple[int, str]]:
@@ -51,15 +52,18 @@ def sentences() -> list[tuple[int, str]]:
 
 
 def make_input(path: Path, rows: int) -> None:
-    """SST-2 repeated to `rows` rows: id, text, label."""
+    """SST-2 repeated to `rows` rows: id, text, label, written in row groups so memory stays small."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     base = sentences()
-    labels = [base[i % len(base)][0] for i in range(rows)]
-    texts = [base[i % len(base)][1] for i in range(rows)]
-    ids = [f"sst2-{i:08d}" for i in range(rows)]
-    pq.write_table(pa.table({"id": ids, "text": texts, "label": labels}), path, row_group_size=50_000)
+    step = 500_000
+    with pq.ParquetWriter(path, pa.schema([("id", pa.string()), ("text", pa.string()), ("label", pa.int64())])) as out:
+        for start in range(0, rows, step):
+            span = range(start, min(start + step, rows))
+            out.write_table(pa.table({"id": [f"sst2-{i:08d}" for i in span],
+                                      "text": [base[i % len(base)][1] for i in span],
+                                      "label": [base[i % len(base)][0] for i in span]}), row_group_size=50_000)
 
 
 class PeakMemory:
@@ -113,52 +117,53 @@ def run_measured(cmd: list[str], env: dict | None = None) -> tuple[float, int, s
     return seconds, peak, output
 
 
-def run_raybatch(input_path: Path, work: Path, shard_rows: int) -> dict:
+def run_raybatch(input_path: Path, work: Path, workload: str, shard_rows: int) -> dict:
     import yaml
 
+    out = work / f"raybatch_out_{workload.replace(' ', '_')}"
     spec = {
         "name": "bench-augment", "seed": 0,
         "input": {"path": str(input_path), "id_column": "id", "shard_rows": shard_rows},
-        "output": {"path": str(work / "raybatch_out")},
-        "stages": [{"use": "augment", "column": "text", "copies": 4, "label_column": "label",
-                    "ops": [{"op": name, "rate": RATE} for name in ("substitute", "insert", "reorder", "delete")]}],
+        "output": {"path": str(out)},
+        "stages": [{"use": "augment", "column": "text", "label_column": "label", **WORKLOADS[workload],
+                    "ops": [{"op": name, "rate": RATE} for name in OPS]}],
     }
     spec_path = work / "bench_augment.yaml"
     spec_path.write_text(yaml.safe_dump(spec, sort_keys=False), encoding="utf-8")
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
-    command = [str(Path(sys.executable).with_name("raybatch"))]
-    seconds, peak, _ = run_measured([*command, "run", str(spec_path), "--overwrite"], env)
-    manifest = json.loads((work / "raybatch_out" / "_manifest.json").read_text())
-    stage = manifest["stages"][0]
+    command = [str(Path(sys.executable).with_name("raybatch")), "run", str(spec_path), "--overwrite"]
+    seconds, peak, _ = run_measured(command, env)
+    manifest = json.loads((out / "_manifest.json").read_text())
     return {"seconds": seconds, "peak_bytes": peak, "rows_in": manifest["rows_in"], "rows_out": manifest["rows_out"],
-            "stage_seconds": stage["seconds"], "job_seconds": manifest["seconds"]}
+            "job_seconds": manifest["seconds"]}
 
 
-def run_loop(input_path: Path, work: Path, rows: int) -> dict:
+def run_loop(input_path: Path, work: Path, workload: str) -> dict:
     seconds, peak, output = run_measured([sys.executable, __file__, "--loop-worker", str(input_path),
-                                          str(work / "loop_out.parquet"), str(rows)])
-    return {**json.loads(output.strip().splitlines()[-1]), "wall_seconds": seconds, "peak_bytes": peak}
+                                          str(work / "loop_out.parquet"), workload])
+    return {**json.loads(output.strip().splitlines()[-1]), "seconds": seconds, "peak_bytes": peak}
 
 
-# ---- the loop a user writes today (runs in its own process) ----------------------------------------
+# ---- the loop a user writes (runs in its own process) ----------------------------------------------
 
 
-def loop_worker(input_path: str, output_path: str, rows: int) -> None:
-    """nlpaug + NLTK WordNet, row by row, as in nlpaug's and EDA's READMEs."""
+def loop_worker(input_path: str, output_path: str, workload: str) -> None:
+    """EDA's WordNet ops and nlpaug's random-word ops, row by row, in one process."""
     import random
 
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    started = time.perf_counter()
-    from augment.lexicon import offline
+    sys.path.insert(0, str(ROOT))
+    from augment.wordnet_install import offline
 
-    offline()  # NLTK data path + nlpaug's tagger without a download (see the module docstring)
+    offline()  # the NLTK data path (WordNet from the Debian packages), no downloads
     import nlpaug.augmenter.word as naw
     from nltk.corpus import wordnet
 
+    from augment.ops import STOPWORDS  # NLTK's English list, as EDA uses
+
     random.seed(0)
-    synonym = naw.SynonymAug(aug_src="wordnet", aug_p=RATE)
     swap = naw.RandomWordAug(action="swap", aug_p=RATE)
     drop = naw.RandomWordAug(action="delete", aug_p=RATE)
 
@@ -171,7 +176,22 @@ def loop_worker(input_path: str, output_path: str, rows: int) -> None:
         found.discard(word)
         return list(found)
 
-    def random_insertion(text):
+    def synonym_replacement(text):  # EDA's code
+        words = text.split()
+        n = max(1, int(RATE * len(words)))
+        new_words, candidates, replaced = list(words), list({w for w in words if w not in STOPWORDS}), 0
+        random.shuffle(candidates)
+        for word in candidates:
+            synonyms = get_synonyms(word)
+            if synonyms:
+                synonym = random.choice(synonyms)
+                new_words = [synonym if w == word else w for w in new_words]
+                replaced += 1
+            if replaced >= n:
+                break
+        return " ".join(new_words)
+
+    def random_insertion(text):  # EDA's code
         words = text.split()
         for _ in range(max(1, int(RATE * len(words)))):
             for _attempt in range(10):
@@ -184,76 +204,68 @@ def loop_worker(input_path: str, output_path: str, rows: int) -> None:
     def first(result, fallback):
         return result[0] if isinstance(result, list) and result else (result or fallback)
 
-    table = pq.read_table(input_path).slice(0, rows)
+    apply = {"substitute": synonym_replacement, "insert": random_insertion,
+             "reorder": lambda t: first(swap.augment(t), t), "delete": lambda t: first(drop.augment(t), t)}
+    table = pq.read_table(input_path)
     out_ids, out_texts, out_labels, out_ops = [], [], [], []
-    load_seconds = time.perf_counter() - started
-    for row_id, text, label in zip(table["id"].to_pylist(), table["text"].to_pylist(), table["label"].to_pylist()):
-        copies = [("original", text), ("substitute", first(synonym.augment(text), text)),
-                  ("insert", random_insertion(text)), ("reorder", first(swap.augment(text), text)),
-                  ("delete", first(drop.augment(text), text))]
-        for n, (op, new) in enumerate(copies):
-            out_ids.append(row_id if n == 0 else f"{row_id}~aug{n - 1}")
-            out_texts.append(new)
+    one_copy = WORKLOADS[workload]["copies"] == 1
+    for i, (row_id, text, label) in enumerate(zip(table["id"].to_pylist(), table["text"].to_pylist(),
+                                                  table["label"].to_pylist())):
+        chosen = [OPS[i % len(OPS)]] if one_copy else list(OPS)
+        if not one_copy:
+            out_ids.append(row_id), out_texts.append(text), out_labels.append(label), out_ops.append(None)
+        for n, op in enumerate(chosen):
+            out_ids.append(f"{row_id}~aug{n}")
+            out_texts.append(apply[op](text))
             out_labels.append(label)
             out_ops.append(op)
     pq.write_table(pa.table({"row_id": out_ids, "text": out_texts, "label": out_labels, "aug_op": out_ops}),
                    output_path)
-    seconds = time.perf_counter() - started
-    print(json.dumps({"rows": table.num_rows, "rows_out": len(out_ids), "seconds": seconds,
-                      "setup_seconds": load_seconds}))
+    print(json.dumps({"rows": table.num_rows, "rows_out": len(out_ids)}))
 
 
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--loop-worker":
-        sys.path.insert(0, str(ROOT))
-        loop_worker(sys.argv[2], sys.argv[3], int(sys.argv[4]))
+        loop_worker(sys.argv[2], sys.argv[3], sys.argv[4])
         return
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rows", type=int, default=1_000_000, help="input rows for raybatch (default 1M)")
-    parser.add_argument("--loop-rows", type=int, default=None,
-                        help="rows the loop runs (default: all; fewer = measured on a sample and extrapolated)")
-    parser.add_argument("--shard-rows", type=int, default=20_000, help="raybatch input.shard_rows")
+    parser.add_argument("--rows", type=int, default=1_000_000, help="input rows (default 1M)")
+    parser.add_argument("--workload", choices=[*WORKLOADS, "both"], default="both")
+    parser.add_argument("--shard-rows", type=int, default=100_000, help="raybatch input.shard_rows")
+    parser.add_argument("--flat-rows", type=int, help="also run raybatch on this many rows and compare peak memory")
     parser.add_argument("--work", help="work folder (default: a temporary one)")
     parser.add_argument("--skip-loop", action="store_true", help="run only the raybatch side")
-    parser.add_argument("--skip-raybatch", action="store_true", help="run only the loop")
     args = parser.parse_args()
-    loop_rows = min(args.loop_rows or args.rows, args.rows)
+    workloads = list(WORKLOADS) if args.workload == "both" else [args.workload]
     with tempfile.TemporaryDirectory(dir=args.work) as tmp:
         work = Path(tmp)
         input_path = work / "sst2_repeated.parquet"
         make_input(input_path, args.rows)
-        print(f"input: {args.rows:,} rows of SST-2 text ({input_path.stat().st_size / 1e6:.1f} MB Parquet), "
-              f"ops substitute/insert/reorder/delete at rate {RATE}, 4 copies + original per row; "
-              f"{os.cpu_count()} CPUs; load average before: {os.getloadavg()[0]:.2f}", flush=True)
-        if not args.skip_raybatch:
-            ray = run_raybatch(input_path, work, args.shard_rows)
+        print(f"input: {args.rows:,} rows of SST-2 text ({input_path.stat().st_size / 1e6:.1f} MB Parquet); ops "
+              f"{'/'.join(OPS)} at rate {RATE}; {os.cpu_count()} CPUs; load average {os.getloadavg()[0]:.2f}",
+              flush=True)
+        for workload in workloads:
+            ray = run_raybatch(input_path, work, workload, args.shard_rows)
             ray_rate = ray["rows_in"] / ray["seconds"]
-            print(f"raybatch: {ray['rows_in']:,} rows in, {ray['rows_out']:,} out in {ray['seconds']:.1f}s "
-                  f"end to end = {ray_rate:,.0f} rows/s; peak memory {ray['peak_bytes'] / 2**30:.2f} GiB "
-                  f"(job {ray['job_seconds']:.1f}s of it; augment stage {ray['stage_seconds']:.1f} task-seconds)",
+            print(f"[{workload}] raybatch run: {ray['rows_in']:,} rows in, {ray['rows_out']:,} out, "
+                  f"{ray['seconds']:.1f} s = {ray_rate:,.0f} rows/s; peak {ray['peak_bytes'] / 2**20:,.0f} MiB",
                   flush=True)
-        if args.skip_loop:
-            return
-        loop = run_loop(input_path, work, loop_rows)
-        sampled = loop["rows"] < args.rows
-        if sampled:
-            # Start-up (imports, WordNet load) happens once; the rows scale at the measured pace.
-            overhead = loop["wall_seconds"] - loop["seconds"] + loop["setup_seconds"]
-            pace = loop["rows"] / (loop["seconds"] - loop["setup_seconds"])
-            loop_seconds = overhead + args.rows / pace
-            note = (f"measured on the first {loop['rows']:,} rows ({loop['wall_seconds']:.1f}s, start-up "
-                    f"{overhead:.1f}s), extrapolated to {args.rows:,} rows: {loop_seconds:.0f}s")
-        else:
-            loop_seconds = loop["wall_seconds"]
-            note = f"{loop['rows_out']:,} rows out in {loop_seconds:.1f}s"
-        loop_rate = args.rows / loop_seconds
-        print(f"loop (nlpaug + NLTK WordNet, one process): {note} = {loop_rate:,.0f} rows/s end to end; "
-              f"peak memory {loop['peak_bytes'] / 2**30:.2f} GiB", flush=True)
-        if args.skip_raybatch:
-            return
-        ratio = ray_rate / loop_rate
-        print(f"ratio: raybatch {ratio:.2f}x the loop's rows/s (target >= 1.8x): {'PASS' if ratio >= 1.8 else 'FAIL'}; "
-              f"load average after: {os.getloadavg()[0]:.2f} (other work on the machine slows both sides)")
+            if not args.skip_loop:
+                loop = run_loop(input_path, work, workload)
+                loop_rate = loop["rows"] / loop["seconds"]
+                print(f"[{workload}] loop:         {loop['rows']:,} rows in, {loop['rows_out']:,} out, "
+                      f"{loop['seconds']:.1f} s = {loop_rate:,.0f} rows/s; peak {loop['peak_bytes'] / 2**20:,.0f} MiB",
+                      flush=True)
+                print(f"[{workload}] ratio: {ray_rate / loop_rate:.2f}x the loop (target >= 2.5x)", flush=True)
+            if args.flat_rows:
+                big_input = work / "sst2_big.parquet"
+                make_input(big_input, args.flat_rows)
+                big = run_raybatch(big_input, work, workload, args.shard_rows)
+                big_input.unlink()
+                print(f"[{workload}] raybatch run on {args.flat_rows:,} rows: {big['seconds']:.1f} s = "
+                      f"{big['rows_in'] / big['seconds']:,.0f} rows/s; peak {big['peak_bytes'] / 2**20:,.0f} MiB = "
+                      f"{big['peak_bytes'] / ray['peak_bytes']:.2f}x the peak at {args.rows:,} rows "
+                      f"(target <= 1.2x)", flush=True)
 
 
 if __name__ == "__main__":

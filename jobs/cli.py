@@ -1,4 +1,4 @@
-"""Command line: `raybatch run|validate …` (also `python -m jobs`).
+"""Command line: `raybatch run|validate|export …` (also `python -m jobs`).
 
 Exit codes: 0 success (or already done), 1 the job failed while running, 2 bad spec, input or usage,
 3 another run holds the job's lock. Our own errors print one line; real bugs keep their traceback.
@@ -67,6 +67,29 @@ def run(spec: str = typer.Argument(..., help="Job spec (YAML)"),
                    f"use --overwrite to redo it")
         return
     print_summary(result.manifest, result.output_path)
+
+
+@app.command()
+def export(source: str = typer.Argument(..., help="A committed output folder, or the job's spec (YAML)"),
+           to: Optional[str] = typer.Option(None, "--to", help="Destination folder (default: <output>-finetune)."),
+           date: Optional[str] = DateOption, set_: Optional[List[str]] = SetOption,
+           files: str = typer.Option("parquet,jsonl", "--files", help="Comma-separated: parquet, jsonl."),
+           overwrite: bool = typer.Option(False, "--overwrite", help="Replace the destination (atomically).")) -> None:
+    """Write a committed output as fine-tuning files: one Parquet and one JSONL file per split."""
+    from jobs.export import ExportError, write_export
+    from jobs.spec import load_spec
+
+    chosen = tuple(f.strip() for f in files.split(",") if f.strip())
+    try:
+        if set(chosen) - {"parquet", "jsonl"} or not chosen:
+            raise ExportError(f"--files {files!r}: choose from parquet, jsonl")
+        if source.endswith((".yaml", ".yml")):
+            source = load_spec(source, set_ or [], date).output.path
+        summary = write_export(source, to, chosen, overwrite)
+    except RaybatchError as exc:
+        _fail(exc)
+    splits = ", ".join(f"{name} {rows}" for name, rows in summary["splits"].items())
+    typer.echo(f"exported {sum(summary['splits'].values())} rows ({splits}) to {summary['path']}")
 
 
 from jobs.cli_cluster import register  # noqa: E402  (submit, status, logs, stop, list, cluster, report)

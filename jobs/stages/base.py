@@ -238,3 +238,12 @@ def _concat(tables: list[pa.Table]) -> pa.Table:
     if len(tables) == 1:
         return tables[0]
     return pa.concat_tables(tables, promote_options="permissive")
+
+
+def corpus_columns(column: str, label_column: str | None, split_column: str | None) -> dict[str, str]:
+    """The columns a corpus stage reads: its text (a string), and its label and split if named (any type)."""
+    needed = {column: "string"}
+    for extra in (label_column, split_column):
+        if extra:
+            needed.setdefault(extra, "any")
+    return needed

@@ -16,7 +16,7 @@ STAGES: dict[str, str] = {
     "translate": "jobs.stages.translate:TranslateStage",
     "summarize": "jobs.stages.summarize:SummarizeStage",
     "augment": "augment.stage:AugmentStage",
-    "finetune_export": "augment.export:FinetuneExportStage",
+    "finetune_export": "jobs.export:FinetuneExportStage",
 }
 
 

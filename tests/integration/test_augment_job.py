@@ -15,8 +15,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from augment import ops
-from augment.export import write_export
-from augment.stage import Augmenter, AugmentParams
+from augment import measures
+from augment import params as op_params
+from augment import tokens as tok
+from jobs.export import write_export
+from augment.augmenter import Augmenter
+from augment.params import AugmentParams
 from jobs.plan import plan_job
 from jobs.runner import run_job
 from jobs.spec import load_spec
@@ -24,7 +28,8 @@ from tests.conftest import ROOT, eda_sentences
 from tests.helpers.jobs import read_output, write_spec
 
 ODD = ["这部电影非常好看，演员的表演也很精彩。", "I love this 电影 so much, the acting is great", "fine", None,
-       "The plot is thin. The acting is superb! Would I see it again? Probably."]
+       "The plot is thin. The acting is superb! Would I see it again? Probably.",
+       "Ça reste un très bon film, même après dix ans."]
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +83,8 @@ def test_identical_output_whatever_the_shard_size_and_worker_count(ray_local, co
     assert many.equals(one_worker)  # both sorted by row_id: every byte of every row
     assert manifest_a["rows_in"] == manifest_b["rows_in"] == table.num_rows
     stats_a, stats_b = manifest_a["stages"][0], manifest_b["stages"][0]
-    for key in ("copies_made", "op_substitute_made", "op_delete_made", "rows_not_english", "rows_too_short"):
+    for key in ("copies_made", "op_substitute_made", "op_delete_made", "rows_not_english", "rows_too_short",
+                "op_substitute_unsupported_language"):
         assert stats_a[key] == stats_b[key]
 
 
@@ -101,20 +107,23 @@ def test_lineage_split_guard_dedup_and_accounting(ray_local, corpus, tmp_path):
         assert parent["split"] == "train" and copy["split"] == "train"  # the split guard
         assert copy["label"] == parent["label"] and copy["id"] == parent["id"]  # carried
         assert copy["row_id"].startswith(copy["parent_id"] + "~aug")
-        assert ops.normalize(copy["text"]) != ops.normalize(parent["text"])
-        assert copy["edit_rate"] == round(ops.edit_rate(parent["text"], copy["text"]), 6) > 0
+        assert measures.normalize(copy["text"]) != measures.normalize(parent["text"])
+        assert copy["edit_rate"] == round(measures.edit_rate(parent["text"], copy["text"]), 6) > 0
         op = next(o for o in params.ops if o.op == copy["aug_op"])
         assert copy["edit_rate"] <= op.edit_bound
         assert replayer.replay(parent["text"], copy["aug_seed"], [op]) == copy["text"]
     siblings: dict[str, list[str]] = {}
     for copy in copies:
-        siblings.setdefault(copy["parent_id"], []).append(ops.normalize(copy["text"]))
+        siblings.setdefault(copy["parent_id"], []).append(measures.normalize(copy["text"]))
     assert all(len(v) == len(set(v)) for v in siblings.values())  # no two copies alike
     validation = [r for r in originals if r["split"] == "validation"]
     assert validation and all(r["aug_skipped"] == "split" for r in validation)
     assert stats["rows_split_not_augmented"] == len(validation)
     by_text = {r["text"]: r for r in originals}
-    assert by_text[ODD[0]]["aug_skipped"] == "not_english"
+    chinese = [c for c in copies if c["parent_id"] == by_text[ODD[0]]["row_id"]]  # segmented: reorder, delete
+    assert chinese and {c["aug_op"] for c in chinese} <= {"reorder", "delete"}
+    assert "substitute:unsupported_language" in by_text[ODD[0]]["aug_skipped"]
+    assert by_text[ODD[5]]["aug_skipped"] == "not_english"
     assert sum(1 for c in copies if c["parent_id"] == by_text[ODD[1]]["row_id"]) >= 3  # mixed: augmented
     assert by_text[ODD[2]]["aug_skipped"] == "too_short" and stats["rows_null_text"] == 1
     multi = [c["text"] for c in copies if c["parent_id"] == by_text[ODD[4]]["row_id"] and c["aug_op"] == "reorder"]
@@ -150,9 +159,13 @@ def test_contextual_insertion_runs_in_an_actor_pool_and_does_not_depend_on_the_s
     assert inserted
     for row in inserted:
         parent = source[row["parent_id"]]
+        if tok.has_cjk(parent):  # words go between Chinese words without spaces; the parent's text stays, in order
+            remaining = iter(row["text"])
+            assert all(ch in remaining for ch in parent if not ch.isspace())
+            continue
         added = len(row["text"].split()) - len(parent.split())
         # One word per mask; a mask whose predictions hold no whole word is left out.
-        assert 1 <= added <= ops.edits_for(ops.word_count(parent), ops.InsertOp(op="insert", rate=0.1))
+        assert 1 <= added <= ops.edits_for(tok.word_count(parent), op_params.InsertOp(op="insert", rate=0.1))
         remaining = iter(row["text"].split())
         assert all(any(word == w for w in remaining) for word in parent.split())  # parent's words, in order
 

@@ -8,8 +8,10 @@ import pyarrow.compute as pc
 import pytest
 from pydantic import ValidationError
 
-from augment import ops
-from augment.stage import LINEAGE_COLUMNS, Augmenter, AugmentParams, AugmentStage, derive_seed
+from augment import measures
+from augment.augmenter import Augmenter, derive_seed, first_plan
+from augment.params import AugmentParams
+from augment.stage import LINEAGE_COLUMNS, AugmentStage
 from jobs.stages.base import ERROR, ERROR_STAGE, ERROR_TYPE, SHARD, SOURCE, StageContext, StageRunner
 from tests.conftest import eda_sentences
 
@@ -59,7 +61,8 @@ def test_copies_lineage_and_one_source_row_per_input(real):
         for copy in (r for r in group if r["is_augmented"]):
             index = int(copy["row_id"].rsplit("~aug", 1)[1])
             assert copy["row_id"] == f"{parent}~aug{index}"
-            assert copy["aug_op"] == ["substitute", "insert", "reorder", "delete"][index]  # taken in turn
+            start = first_plan(0, parent, 4)  # the ops taken in turn from the row's own offset
+            assert copy["aug_op"] == ["substitute", "insert", "reorder", "delete"][(start + index) % 4]
             assert copy["label"] == original[0]["label"] and copy["split"] == "train"
             assert 0 < copy["edit_rate"] <= (1.0 if copy["aug_op"] == "reorder" else 0.5)
             assert copy["aug_seed"] == derive_seed(0, parent, index, copy["aug_op"], 0) or \
@@ -85,12 +88,12 @@ def test_no_copy_equals_its_parent_or_a_sibling_and_duplicates_are_counted():
     p = params(copies=6, ops=[{"op": "reorder", "window": 1}], min_english=0)
     out, stats = run(p, block(["alpha beta gamma"]))
     texts = [r["text"] for r in rows_of(out)]
-    normalized = [ops.normalize(t) for t in texts]
+    normalized = [measures.normalize(t) for t in texts]
     assert len(normalized) == len(set(normalized)) == 3  # the parent and two copies
     assert stats["op_reorder_dropped_duplicate"] == 4 and stats["op_reorder_retries"] > 0
     assert rows_of(out)[0]["aug_skipped"] == "reorder:duplicate"
     # Case and spacing do not make a copy new.
-    assert ops.normalize("The  Film ") == ops.normalize("the film")
+    assert measures.normalize("The  Film ") == measures.normalize("the film")
 
 
 def test_edit_rate_bound_drops_and_counts(real):
@@ -101,20 +104,39 @@ def test_edit_rate_bound_drops_and_counts(real):
     assert {r["aug_skipped"] for r in rows_of(out)} == {"substitute:edit_rate"}
 
 
+def notes(row) -> set[str]:
+    return set(row["aug_skipped"].split("; ")) if row["aug_skipped"] else set()
+
+
 def test_rows_it_cannot_augment_are_kept_and_say_why():
     texts = ["ok fine", "这部电影非常好看，演员的表演也很精彩。", "这部 电影 非常 好看 演员 表演",
-             None, "I love this 电影 so much, the acting is great", "the the the the"]
-    out, stats = run(params(copies=2), block(texts))
-    originals = {r["row_id"]: r for r in rows_of(out) if not r["is_augmented"]}
+             None, "I love this 电影 so much, the acting is great", "the the the the",
+             "Ça reste un très bon film, même après dix ans."]
+    out, stats = run(params(copies=4), block(texts))
+    rows = rows_of(out)
+    originals = {r["row_id"]: r for r in rows if not r["is_augmented"]}
+    copies = {f"r{i}": [r for r in rows if r["parent_id"] == f"r{i}" and r["is_augmented"]] for i in range(len(texts))}
     assert len(originals) == len(texts) and all(r[SOURCE] for r in originals.values())
     assert originals["r0"]["aug_skipped"] == "too_short"
-    assert originals["r1"]["aug_skipped"] == originals["r2"]["aug_skipped"] == "not_english"
     assert originals["r3"]["aug_skipped"] == "null_text" and originals["r3"]["text"] is None
-    assert originals["r4"]["aug_skipped"] is None  # mixed, mostly English: augmented
-    assert any(r["parent_id"] == "r4" and r["is_augmented"] and "电影" in r["text"] for r in rows_of(out))
-    assert originals["r5"]["aug_skipped"] == "substitute:no_candidates; insert:no_candidates"
-    assert (stats["rows_too_short"], stats["rows_not_english"], stats["rows_null_text"]) == (1, 2, 1)
+    assert originals["r6"]["aug_skipped"] == "not_english"  # Latin script, but French: WordNet would mangle it
+    for chinese in ("r1", "r2"):  # Chinese: segmented into words, so reorder and delete work on them
+        assert notes(originals[chinese]) == {"substitute:unsupported_language", "insert:unsupported_language"}
+        assert sorted(r["aug_op"] for r in copies[chinese]) == ["delete", "reorder"]
+    assert originals["r4"]["aug_skipped"] is None  # mixed: each part handled by its script
+    assert len(copies["r4"]) == 4 and all("电影" in r["text"] for r in copies["r4"] if r["aug_op"] != "delete")
+    assert notes(originals["r5"]) == {"substitute:no_candidates", "insert:no_candidates", "reorder:no_candidates"}
+    assert (stats["rows_too_short"], stats["rows_not_english"], stats["rows_null_text"]) == (1, 1, 1)
+    assert stats["op_substitute_unsupported_language"] == stats["op_insert_unsupported_language"] == 2
+    assert "rows_unsupported_language" not in stats  # both Chinese rows got copies from the other ops
     assert stats["rows_dead"] == 0
+
+
+def test_a_row_no_op_can_handle_is_kept_unaugmented_and_counted():
+    out, stats = run(params(copies=2, ops=[{"op": "substitute"}]), block(["这部电影非常好看，演员的表演也很精彩。"]))
+    (row,) = rows_of(out)
+    assert not row["is_augmented"] and row["aug_skipped"] == "substitute:unsupported_language"
+    assert stats["rows_unsupported_language"] == 1 and stats["op_substitute_unsupported_language"] == 2
 
 
 def test_keep_original_false_moves_the_source_flag_to_the_first_copy(real):
@@ -185,3 +207,18 @@ def test_params_are_checked():
     assert not params(ops=[{"op": "delete"}], min_english=0).needs_lexicon
     assert AugmentStage.input_columns(params(label_column="label", split_column="split")) == \
         {"text": "string", "label": "any", "split": "any"}
+
+
+def test_languages_guard_reads_the_lang_column_or_detects_the_language():
+    texts = ["这部电影非常好看，演员的表演也很精彩。", "the acting was wonderful and the story was moving",
+             "Ça reste un très bon film, même après dix ans."]
+    detected, stats = run(params(copies=2, languages=["ZH"], min_english=0), block(texts))
+    skipped = {r["row_id"]: r["aug_skipped"] for r in rows_of(detected) if not r["is_augmented"]}
+    assert skipped["r1"] == skipped["r2"] == "language_not_selected"
+    assert any(r["parent_id"] == "r0" and r["is_augmented"] for r in rows_of(detected))
+    assert stats["rows_language_not_selected"] == 2
+
+    tagged = block(texts).append_column("lang", pa.array(["zh", "fr", "en"]))  # a language-id stage's column wins
+    out, stats = run(params(copies=2, languages=["en"], min_english=0), tagged)
+    augmented = {r["parent_id"] for r in rows_of(out) if r["is_augmented"]}
+    assert augmented == {"r2"} and stats["rows_language_not_selected"] == 2

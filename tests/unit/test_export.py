@@ -7,7 +7,10 @@ import pyarrow as pa
 import pytest
 from pydantic import ValidationError
 
-from augment.export import ExportError, FinetuneExportParams, FinetuneExportStage, committed_table, main
+from typer.testing import CliRunner
+
+from jobs.cli import app
+from jobs.export import ExportError, FinetuneExportParams, FinetuneExportStage, committed_table
 from jobs.stages.base import StageContext
 
 
@@ -49,5 +52,6 @@ def test_export_refuses_an_uncommitted_output(tmp_path):
     (tmp_path / "data").mkdir()
     with pytest.raises(ExportError, match="_SUCCESS missing"):
         committed_table(tmp_path)
-    assert main([str(tmp_path), "--to", str(tmp_path / "x")]) == 2
-    assert main([str(tmp_path), "--files", "csv"]) == 2
+    refused = CliRunner().invoke(app, ["export", str(tmp_path), "--to", str(tmp_path / "x")])
+    assert refused.exit_code == 2 and "_SUCCESS missing" in refused.output
+    assert CliRunner().invoke(app, ["export", str(tmp_path), "--files", "csv"]).exit_code == 2

@@ -5,7 +5,7 @@
    {role, content}; the chat format) — so the committed Parquet already loads as a fine-tuning set.
    Input: `column`, optional `label_column` and any column the templates name. Output: `prompt`,
    `completion`, `messages` (those asked for in `formats`).
-2. `python -m augment.export OUTPUT|SPEC` reads a committed output (only the files its manifest
+2. `raybatch export OUTPUT|SPEC` reads a committed output (only the files its manifest
    lists, only once `_SUCCESS` exists) and writes one Parquet and one JSONL file per split,
    holding the fine-tuning columns, label, split, row_id and lineage, into a sibling folder,
    atomically. A stage cannot do this step: output files are the commit's to write.
@@ -13,11 +13,9 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
-import sys
 import uuid
 from pathlib import Path
 from string import Formatter
@@ -27,9 +25,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import Field, field_validator, model_validator
 
-from augment.stage import corpus_columns
 from jobs.errors import RaybatchError
-from jobs.stages.base import Stage, StageParams, set_column
+from jobs.stages.base import Stage, StageParams, corpus_columns, set_column
 
 FORMATS = ("prompt_completion", "messages")
 MESSAGE_TYPE = pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))
@@ -206,36 +203,3 @@ def _write_jsonl(table: pa.Table, path: Path) -> None:
             for row in batch.to_pylist():
                 handle.write(json.dumps(row, ensure_ascii=False))
                 handle.write("\n")
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m augment.export", description=(
-        "Write a committed raybatch output as fine-tuning files (Parquet and JSONL, one per split)."))
-    parser.add_argument("source", help="a committed output folder, or the job's spec (YAML)")
-    parser.add_argument("--to", help="destination folder (default: <output>-finetune)")
-    parser.add_argument("--date", help="with a spec: the date that fills {date} (default: today, UTC)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="with a spec: the same overrides given to `raybatch run`")
-    parser.add_argument("--files", default="parquet,jsonl", help="comma-separated: parquet, jsonl")
-    parser.add_argument("--overwrite", action="store_true", help="replace the destination")
-    args = parser.parse_args(argv)
-    files = tuple(f.strip() for f in args.files.split(",") if f.strip())
-    try:
-        if set(files) - {"parquet", "jsonl"} or not files:
-            raise ExportError(f"--files {args.files!r}: choose from parquet, jsonl")
-        source = args.source
-        if source.endswith((".yaml", ".yml")):
-            from jobs.spec import load_spec
-
-            source = load_spec(source, args.overrides, args.date).output.path
-        summary = write_export(source, args.to, files, args.overwrite)
-    except RaybatchError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    splits = ", ".join(f"{name} {rows}" for name, rows in summary["splits"].items())
-    print(f"exported {sum(summary['splits'].values())} rows ({splits}) to {summary['path']}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

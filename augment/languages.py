@@ -1,0 +1,83 @@
+"""Which rows the ops can handle, by language: the English share of a row's Latin-script words (the
+guard in front of the WordNet ops), whether a row has English words at all, and a row's language
+for the stage's `languages:` guard when no language-id stage ran before it.
+
+Only Latin-script words count towards the English share: a Chinese or Russian part of a row is
+another script for the ops to handle by its own rules, not evidence that the row is not English.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import regex
+
+from augment.ops import LEXICAL, STOPWORDS, Vocab
+from augment.tokens import parse
+
+_LATIN = regex.compile(r"\p{Latin}")
+_KANA = regex.compile(r"[\p{Hiragana}\p{Katakana}]")
+_HANGUL = regex.compile(r"\p{Hangul}")
+_HAN = regex.compile(r"\p{Han}")
+_MEMO_LIMIT = 500_000
+
+
+def _english(core: str, vocab: Vocab) -> int:
+    """1: an English word; 0: a Latin-script word that is not; -1: not a Latin-script word."""
+    found = vocab.english.get(core)
+    if found is None:
+        if len(vocab.english) >= _MEMO_LIMIT:
+            vocab.english.clear()
+        if not _LATIN.search(core):
+            found = -1
+        else:
+            lower = core.lower()
+            found = int(lower in STOPWORDS or (LEXICAL.match(lower) is not None and vocab.lexicon.known(lower)))
+        vocab.english[core] = found
+    return found
+
+
+def english_ratio(text: str, vocab: Vocab) -> float:
+    """Share of the Latin-script words that are English stopwords or WordNet words (1.0 without a
+    lexicon or without such words): the cheap language guard in front of the lexical ops."""
+    if vocab.lexicon is None:
+        return 1.0
+    known, total = _english_counts(text, vocab)
+    return known / total if total else 1.0
+
+
+def has_english_words(text: str, vocab: Vocab) -> bool:
+    """Whether a lexical op (WordNet) has anything to work on: some word is written in Latin script."""
+    if vocab.lexicon is None:
+        return any(core and _LATIN.search(core) for _, core, _ in parse(text).cores)
+    return _english_counts(text, vocab)[1] > 0
+
+
+@functools.lru_cache(maxsize=16)
+def _english_counts(text: str, vocab: Vocab) -> tuple[int, int]:
+    """(English words, Latin-script words) of a text."""
+    total = known = 0
+    memo = vocab.english
+    for _, core, _ in parse(text).cores:
+        found = memo.get(core)
+        if found is None:
+            found = _english(core, vocab) if core else -1
+        if found >= 0:
+            total += 1
+            known += found
+    return known, total
+
+
+def detect(text: str) -> str:
+    """A row's dominant language as an ISO 639-1 code: script rules where they are sure (kana is
+    Japanese, Hangul Korean, Han dominant Chinese), py3langid's offline model otherwise."""
+    if _KANA.search(text):
+        return "ja"
+    if _HANGUL.search(text):
+        return "ko"
+    han = len(_HAN.findall(text))
+    if han and han * 3 >= len(_LATIN.findall(text)):  # a Chinese word is one or two characters
+        return "zh"
+    import py3langid  # its model ships in the package; loaded once, on the first row that needs it
+
+    return py3langid.classify(text)[0]

@@ -1,0 +1,179 @@
+"""Tokens and segmentation: a text split once into words, the whitespace between them, and each
+word's leading and trailing punctuation, for every op, guard and measure that reads it.
+
+Whitespace separates words in most scripts. Chinese and Japanese do not use it, so a run holding
+Han or kana characters is segmented into words by jieba (its dictionary ships in the package) and
+its words are joined back with nothing between them. No boundary ever falls inside a grapheme
+cluster: an emoji sequence with its joiners, a flag, or a letter with its combining marks stays
+whole, whatever the segmenter says.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import re
+import tempfile
+import warnings
+from pathlib import Path
+from typing import NamedTuple
+
+import regex
+
+_GAP = re.compile(r"(\s+)")
+# Lead: what comes before the first letter or digit. Trail: what follows the last letter, digit or
+# combining mark (a mark belongs to the letter before it, so it never becomes punctuation).
+_CORE = regex.compile(r"([^\p{L}\p{N}]*)(.*?)([^\p{L}\p{N}\p{M}]*)\Z", regex.S)
+_WORD = regex.compile(r"[\p{L}\p{N}]")
+_CJK = regex.compile(r"[\p{Han}\p{Hiragana}\p{Katakana}]")
+_GRAPHEME = regex.compile(r"\X", regex.S)
+_CACHE_LIMIT = 500_000  # distinct tokens memoized per process before the memo starts over
+
+
+class Parsed(NamedTuple):
+    """A text split once for every op, guard and measure that looks at it (cached: a row's copies
+    and checks all read the same parse)."""
+
+    words: tuple[str, ...]  # tokens: whitespace-separated, and CJK runs segmented into words
+    gaps: tuple[str, ...]  # what lies between them: whitespace, or "" inside a CJK run
+    cores: tuple[tuple[str, str, str], ...]  # (leading punctuation, word, trailing punctuation)
+    word_flags: tuple[bool, ...]  # the core holds a letter or digit
+    n_words: int
+    plain: bool  # every gap is one space: joining is one str.join
+    cjk: tuple[bool, ...]  # the token holds Han or kana (its words join without spaces)
+
+
+_cores: dict[str, tuple[tuple[str, str, str], bool, bool]] = {}
+
+
+def _describe(token: str) -> tuple[tuple[str, str, str], bool, bool]:
+    """(core split, holds a letter or digit, holds CJK) of one token, memoized across rows."""
+    found = _cores.get(token)
+    if found is None:
+        if len(_cores) >= _CACHE_LIMIT:
+            _cores.clear()
+        core = split_core(token)
+        found = _cores[token] = (core, is_word(core[1]), _CJK.search(token) is not None)
+    return found
+
+
+@functools.lru_cache(maxsize=64)
+def parse(text: str) -> Parsed:
+    stripped = text.strip()
+    words = stripped.split()
+    if not words:
+        return Parsed((), (), (), (), 0, True, ())
+    if len(words) == 1 or " ".join(words) == stripped:
+        gaps, plain = [" "] * (len(words) - 1), True
+    else:
+        parts = _GAP.split(stripped)
+        words, gaps, plain = parts[0::2], parts[1::2], False
+    described = [_describe(word) for word in words]
+    if any(d[2] for d in described):
+        words, gaps = segment(words, gaps, [d[2] for d in described])
+        described = [_describe(word) for word in words]
+        plain = False
+    cores = tuple([d[0] for d in described])
+    flags = tuple([d[1] for d in described])
+    return Parsed(tuple(words), tuple(gaps), cores, flags, sum(flags), plain, tuple([d[2] for d in described]))
+
+
+def segment(words: list[str], gaps: list[str], cjk: list[bool]) -> tuple[list[str], list[str]]:
+    """Split each whitespace token that holds CJK into its words, with "" between them."""
+    out_words, out_gaps = [], []
+    for index, (word, is_cjk) in enumerate(zip(words, cjk)):
+        if index:
+            out_gaps.append(gaps[index - 1])
+        pieces = cjk_words(word) if is_cjk else [word]
+        out_words.extend(pieces)
+        out_gaps.extend([""] * (len(pieces) - 1))
+    return out_words, out_gaps
+
+
+_pieces: dict[str, tuple[str, ...]] = {}
+
+
+def cjk_words(token: str) -> tuple[str, ...]:
+    """A whitespace-free run cut into words: jieba's cuts, kept only where they fall between
+    grapheme clusters, with punctuation and symbols joined to the word before them (or, at the
+    start, after them), so every piece holds a word as the rest of the ops expect."""
+    found = _pieces.get(token)
+    if found is not None:
+        return found
+    boundaries = {m.start() for m in _GRAPHEME.finditer(token)}
+    pieces: list[str] = []
+    position = 0
+    for piece in _jieba().lcut(token):
+        if pieces and (position not in boundaries or _WORD.search(piece) is None
+                       or _WORD.search(pieces[-1]) is None):
+            pieces[-1] += piece  # no cut inside a grapheme, and no piece without a word
+        else:
+            pieces.append(piece)
+        position += len(piece)
+    if len(_pieces) >= _CACHE_LIMIT:
+        _pieces.clear()
+    found = _pieces[token] = tuple(pieces)
+    return found
+
+
+@functools.lru_cache(maxsize=1)
+def _jieba():
+    """jieba, quiet, with its dictionary cache in a folder this user can write (it builds the cache
+    on first use; every later process loads it in a fraction of a second)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # its pkg_resources import
+        import jieba
+
+    jieba.setLogLevel(logging.WARNING)
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "raybatch"
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+        writable = os.access(cache, os.W_OK)
+    except OSError:
+        writable = False
+    tokenizer = jieba.Tokenizer()
+    tokenizer.tmp_dir = str(cache) if writable else tempfile.gettempdir()
+    return tokenizer
+
+
+class Tokens:
+    """A mutable copy of a parse: ops edit `words` and `gaps`, then join them back."""
+
+    __slots__ = ("words", "gaps", "plain")
+
+    def __init__(self, text: str = ""):
+        parsed = parse(text)
+        self.words: list[str] = list(parsed.words)
+        self.gaps: list[str] = list(parsed.gaps)
+        self.plain = parsed.plain  # ops only ever add single spaces or keep existing gaps
+
+    def text(self) -> str:
+        if self.plain:
+            return " ".join(self.words)
+        out = [self.words[0]] if self.words else []
+        for gap, word in zip(self.gaps, self.words[1:]):
+            out.append(gap)
+            out.append(word)
+        return "".join(out)
+
+
+def split_core(token: str) -> tuple[str, str, str]:
+    """(leading punctuation, word, trailing punctuation) of one token."""
+    if token.isalpha():
+        return "", token, ""
+    lead, core, trail = _CORE.match(token).groups()
+    return lead, core, trail
+
+
+def is_word(core: str) -> bool:
+    return core.isalnum() or (bool(core) and _WORD.search(core) is not None)
+
+
+def has_cjk(text: str) -> bool:
+    return _CJK.search(text) is not None
+
+
+def word_count(text: str) -> int:
+    """Tokens holding a letter or digit (what rates and bounds count)."""
+    return parse(text).n_words
