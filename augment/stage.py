@@ -3,7 +3,8 @@
 Input: `column` (text), optionally `label_column` (carried unchanged), `split_column`, and the
 `lang_column` a language-id stage wrote. Output: `column` rewritten on augmented rows; every row
 gets `parent_id`, `aug_op`, `aug_seed`, `is_augmented`, `edit_rate` and `aug_skipped` (why a kept
-row has fewer copies than asked, or null). Augmented rows get row ids `<parent>~aug<copy>`.
+row has fewer copies than asked, or null). Augmented rows get row ids `<parent>~aug<copy>`
+(`<parent>~aug<stage>.<copy>` when an earlier stage of the job added rows too, so ids never collide).
 
 Accounting: the input row keeps the runner's source flag; copies do not. With
 `keep_original: false` the first surviving copy takes the flag, and a row with no surviving copy
@@ -98,9 +99,10 @@ class AugmentStage(Stage):
                 if not p.keep_original:
                     self.augmenter.counts["rows_kept_without_copy"] += 1
                 rows.append((i, text, row_id, None, None, False, 0.0, result.skipped, incoming[i]))
+            tag = self.context.copy_tag
             for n, c in enumerate(copies):
                 source = bool(incoming[i]) and not p.keep_original and n == 0
-                rows.append((i, c.text, f"{row_id}~aug{c.index}", c.op, c.seed, True, c.edit_rate, None, source))
+                rows.append((i, c.text, f"{row_id}~{tag}{c.index}", c.op, c.seed, True, c.edit_rate, None, source))
         for key, value in self.augmenter.take_counts().items():
             self.count(key, value)
         return _build(batch, rows, p.column, failures)

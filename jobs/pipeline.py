@@ -201,8 +201,11 @@ def execute(plan: JobPlan, shards: list[Shard]) -> None:
     pools = {index: actor_pool_args(params, total_cpus, total_gpus, actor_stages, cpu_fallback=local)
              for index, params in enumerate(spec.stages) if in_actors[index]}
     threads = actor_threads(list(pools.values()), total_cpus, local)
+    rows_added_before = False
     for index, (cls, params) in enumerate(zip(plan.stage_classes, spec.stages)):
-        context = StageContext(spec.name, spec.seed, index, params.use)
+        context = StageContext(spec.name, spec.seed, index, params.use,
+                               copy_tag=f"aug{index}." if rows_added_before else "aug")
+        rows_added_before = rows_added_before or cls.adds_rows
         params_json = params.model_dump_json()
         if in_actors[index]:
             pool = pools[index]

@@ -62,6 +62,9 @@ class StageContext:
     stage_index: int
     stage_name: str
     actor_id: str | None = None  # set when the stage runs in a Ray actor, which Ray restarts if it dies
+    # Rows this stage adds are named `<parent>~<copy_tag><n>`. A second stage that adds rows gets its
+    # own tag, so a copy it makes never takes the id of a copy an earlier stage made and kept.
+    copy_tag: str = "aug"
 
 
 class Stage:

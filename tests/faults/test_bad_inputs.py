@@ -167,11 +167,13 @@ def test_alias_bombs_bad_keys_and_impossible_dates_exit_2_at_once(tmp_path, ledg
     assert not (tmp_path / "out").exists()
 
 
-def test_augment_after_augment_accounts_for_every_row(tmp_path, ledger):
+@pytest.mark.parametrize("keep_second", [False, True])
+def test_augment_after_augment_accounts_for_every_row(tmp_path, ledger, keep_second):
+    """The second augment's copies never take the ids of the first one's kept copies."""
     ops = [{"op": "reorder", "rate": 0.3}, {"op": "delete", "rate": 0.2}]
     stages = [{"use": "clean", "column": "text"},
               {"use": "augment", "column": "text_clean", "copies": 2, "keep_original": True, "ops": ops},
-              {"use": "augment", "column": "text_clean", "copies": 1, "keep_original": False, "ops": ops}]
+              {"use": "augment", "column": "text_clean", "copies": 1, "keep_original": keep_second, "ops": ops}]
     out = tmp_path / "out"
     result = cli("run", job_spec(tmp_path / "job.yaml", out, stages=stages))
     assert result.returncode == 0, result.stderr
@@ -181,7 +183,8 @@ def test_augment_after_augment_accounts_for_every_row(tmp_path, ledger):
     parents = {row_id.split("~")[0] for row_id in data["row_id"].to_pylist()}
     assert parents | set(dead["row_id"].to_pylist() if dead.num_rows else []) == set(ids)
     assert len(set(data["row_id"].to_pylist())) == data.num_rows  # no id twice
-    ledger("bad input", "augment after augment")
+    assert any(row_id.endswith("~aug2.0") for row_id in data["row_id"].to_pylist())
+    ledger("bad input", f"augment after augment (second keeps originals: {keep_second})")
 
 
 def test_incremental_retention_and_a_recopied_file_do_not_retake_files(tmp_path, ledger):
