@@ -98,7 +98,7 @@ class Augmenter:
         if text is None:
             return "null_text"
         p = self.params
-        if p.languages is not None and (lang or languages.detect(text)) not in p.languages:
+        if p.languages is not None and (str(lang) if lang else languages.detect(text)).lower() not in p.languages:
             return "language_not_selected"
         if p.min_english and languages.english_ratio(text, self.vocab) < p.min_english:
             return "not_english"

@@ -89,6 +89,7 @@ class AugmentStage(Stage):
         # A row accounts for its input row only if it came in doing so: after an earlier augment,
         # its copies come in unflagged and their own copies stay unflagged.
         incoming = batch[SOURCE].to_pylist() if SOURCE in batch.column_names else [True] * len(texts)
+        tag = self.context.copy_tag
         for i, (text, row_id) in enumerate(zip(texts, row_ids)):
             if i in failures:
                 rows.append((i, None, row_id, None, None, False, 0.0, None, incoming[i]))
@@ -99,7 +100,6 @@ class AugmentStage(Stage):
                 if not p.keep_original:
                     self.augmenter.counts["rows_kept_without_copy"] += 1
                 rows.append((i, text, row_id, None, None, False, 0.0, result.skipped, incoming[i]))
-            tag = self.context.copy_tag
             for n, c in enumerate(copies):
                 source = bool(incoming[i]) and not p.keep_original and n == 0
                 rows.append((i, c.text, f"{row_id}~{tag}{c.index}", c.op, c.seed, True, c.edit_rate, None, source))
