@@ -6,6 +6,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
+# Keys the stage sets itself for vLLM; engine_kwargs may not repeat them.
+VLLM_RESERVED_KWARGS = ("model", "tokenizer", "revision", "tokenizer_revision", "dtype", "seed", "trust_remote_code")
+
+
 @dataclass
 class EngineConfig:
     """What the engine loads and how it generates; field names match the stages' spec keys."""

@@ -118,10 +118,10 @@ def check_engine_settings(engine: str, params) -> None:
             raise SpecError(f"{key}: the vllm engine does not support it; use engine: transformers")
     if (params.num_beams or 1) > 1:
         raise SpecError("num_beams: the vllm engine runs no beam search here; use engine: transformers")
-    from jobs.engine.vllm_backend import RESERVED_KWARGS
+    from jobs.engine.config import VLLM_RESERVED_KWARGS
 
     for key in kwargs:
-        if key in RESERVED_KWARGS:
+        if key in VLLM_RESERVED_KWARGS:
             raise SpecError(f"engine_kwargs.{key}: set by the stage itself; use the stage's own keys "
                             f"(model, revision, dtype, trust_remote_code, seed)")
         if key not in vllm_engine_args():

@@ -23,8 +23,6 @@ from jobs.engine.rows import RowEngine
 from jobs.engine.selection import vllm_env_defaults
 from jobs.errors import RowError, StageFailed
 
-# Keys the stage sets itself; engine_kwargs may not repeat them.
-RESERVED_KWARGS = ("model", "tokenizer", "revision", "tokenizer_revision", "dtype", "seed", "trust_remote_code")
 # Requests per `generate` call: enough to keep continuous batching full, few enough that progress is seen.
 _CALL_UNITS = 1024
 _MAX_ENGINE_DEATHS = 3
