@@ -210,7 +210,9 @@ def execute(plan: JobPlan, shards: list[Shard]) -> None:
         if in_actors[index]:
             pool = pools[index]
             ds = ds.map_batches(StageActor, fn_constructor_args=(params_json, context, 0 if pool["num_gpus"] else threads),
-                                batch_size=None, batch_format="pyarrow", zero_copy_batch=True, **pool)
+                                batch_size=None, batch_format="pyarrow", zero_copy_batch=True,
+                                compute=ray.data.ActorPoolStrategy(size=pool["concurrency"]),  # `concurrency=` is deprecated
+                                num_gpus=pool["num_gpus"], num_cpus=pool["num_cpus"])
         else:
             ds = ds.map_batches(StageTask(params_json, context), batch_size=None, batch_format="pyarrow",
                                 zero_copy_batch=True, num_cpus=min(params.resources.num_cpus, 1.0))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.fs as pafs
@@ -57,6 +58,10 @@ def plan_ids(fs: pafs.FileSystem, files: list[InputFile], shards: list[Shard], i
         made_up.update({ids[i]: (shard.path, shard.row_start + i) for i in failures})
         planned.append(replace(shard, digest=id_digest(ids)))
     _check_made_up(made_up, columns, id_column)
+    del columns, later
+    # The id columns and the duplicate search's hash table are freed, but Arrow's allocator keeps
+    # their pages: handing them back keeps the driver's memory flat as the input grows.
+    pa.default_memory_pool().release_unused()
     return planned
 
 
@@ -91,7 +96,7 @@ def _later_duplicates(files: list[InputFile], columns: dict[str, pa.Array], id_c
                       fail: bool) -> dict[str, list[int]]:
     """{file path: row indexes whose id an earlier row (in file order) already has}."""
     ids = pa.concat_arrays([columns[f.path] for f in files]) if files else pa.array([], pa.string())
-    position = pa.array(range(len(ids)), pa.int64())
+    position = pa.array(np.arange(len(ids), dtype=np.int64))
     counts = pa.table({"id": ids, "at": position}).group_by("id").aggregate([("at", "count"), ("at", "min")])
     repeated = counts.filter(pc.and_(pc.greater(counts["at_count"], 1), pc.is_valid(counts["id"])))
     if not repeated.num_rows:
