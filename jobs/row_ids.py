@@ -94,27 +94,30 @@ def _id_values(fs: pafs.FileSystem, file: InputFile, id_column: str) -> pa.Array
 
 def _later_duplicates(files: list[InputFile], columns: dict[str, pa.Array], id_column: str,
                       fail: bool) -> dict[str, list[int]]:
-    """{file path: row indexes whose id an earlier row (in file order) already has}."""
+    """{file path: row indexes whose id an earlier row (in file order) already has}. A stable sort
+    puts equal ids side by side in file order, so each run's first row keeps its id and the rest are
+    the later copies; a sort's index costs far less memory than a hash table of every id."""
     ids = pa.concat_arrays([columns[f.path] for f in files]) if files else pa.array([], pa.string())
-    position = pa.array(np.arange(len(ids), dtype=np.int64))
-    counts = pa.table({"id": ids, "at": position}).group_by("id").aggregate([("at", "count"), ("at", "min")])
-    repeated = counts.filter(pc.and_(pc.greater(counts["at_count"], 1), pc.is_valid(counts["id"])))
-    if not repeated.num_rows:
+    if len(ids) < 2:
         return {}
-    first = set(repeated["at_min"].to_pylist())
-    mask = pc.is_in(ids, value_set=repeated["id"])
+    order = pc.sort_indices(ids).to_numpy()  # nulls last; they never count as equal
+    ranked = ids.take(order)
+    same = pc.fill_null(pc.equal(ranked.slice(1), ranked.slice(0, len(ranked) - 1)), False).to_numpy(
+        zero_copy_only=False)
+    if not same.any():
+        return {}
+    run_start = np.maximum.accumulate(np.where(np.concatenate([[False], same]), 0, np.arange(len(order))))
     starts, offset = [], 0
     for file in files:
         starts.append((offset, file))
         offset += len(columns[file.path])
+    ranks = np.flatnonzero(same) + 1
     later: dict[str, list[int]] = {}
-    for at in pc.indices_nonzero(pc.fill_null(mask, False)).to_pylist():
-        if at in first:
-            continue
+    for at, first in sorted(zip(order[ranks].tolist(), order[run_start[ranks]].tolist())):  # in file order
         base, file = next((b, f) for b, f in reversed(starts) if b <= at)
         if fail:
             value = ids[at].as_py()
-            where = _place(starts, min(i for i in first if ids[i].as_py() == value))
+            where = _place(starts, first)
             raise InputDataError(f"{file.path}: row {at - base}: id {value!r} in column {id_column!r} is "
                                  f"already used by {where}; ids must be unique (or set "
                                  f"input.duplicate_ids: dead_letter to dead-letter later copies)")
