@@ -135,3 +135,19 @@ def test_lexicon_command_reports_ready():
                           text=True, timeout=60)
     assert done.returncode == 0 and "WordNet ready" in done.stdout
     assert Path(done.stdout.split(" in ")[-1].strip()).is_dir()
+
+
+def test_lean_lookups_match_nltk_synsets(sentences):
+    """Sense counts and lemma names read straight from WordNet's lines are what NLTK's Synsets hold."""
+    from augment.lexicon import default_lexicon
+
+    lexicon = default_lexicon()
+    reader = lexicon._wn
+    words = sorted({w.strip(".,!?;:'\"()").lower() for text in sentences for w in text.split()} - {""})
+    assert len(words) > 300
+    for word in words:
+        for pos in "nvar":
+            synsets = reader.synsets(word, pos)
+            assert lexicon._forms(word).get(pos, (None, 0))[1] == len(synsets), (word, pos)
+            names = [name for offset in lexicon._sense_offsets(word, pos) for name in lexicon._lemma_names(pos, offset)]
+            assert names == [name for synset in synsets for name in synset.lemma_names()], (word, pos)
