@@ -13,20 +13,19 @@ import functools
 import regex
 
 from augment.ops import LEXICAL, STOPWORDS, Vocab
-from augment.tokens import parse
+from augment.tokens import MEMO_LIMIT, parse
 
 _LATIN = regex.compile(r"\p{Latin}")
 _KANA = regex.compile(r"[\p{Hiragana}\p{Katakana}]")
 _HANGUL = regex.compile(r"\p{Hangul}")
 _HAN = regex.compile(r"\p{Han}")
-_MEMO_LIMIT = 500_000
 
 
 def _english(core: str, vocab: Vocab) -> int:
     """1: an English word; 0: a Latin-script word that is not; -1: not a Latin-script word."""
     found = vocab.english.get(core)
     if found is None:
-        if len(vocab.english) >= _MEMO_LIMIT:
+        if len(vocab.english) >= MEMO_LIMIT:
             vocab.english.clear()
         if not _LATIN.search(core):
             found = -1

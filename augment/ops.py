@@ -20,7 +20,7 @@ from typing import Callable
 
 from augment.params import DeleteOp, InsertOp, ReorderOp, SubstituteOp, _OpBase
 from augment.sentences import SENTENCE_END, shuffle_sentences
-from augment.tokens import Tokens, is_word, parse, split_core, word_count
+from augment.tokens import MEMO_LIMIT, Tokens, is_word, parse, split_core, word_count
 
 # NLTK's English stopword list (the one EDA uses), plus the fragments that apostrophe-stripped text
 # leaves ("you re", "i d"): these words carry grammar, not content, so they are never replaced.
@@ -42,7 +42,6 @@ seventeen eighteen nineteen twenty thirty forty fifty sixty seventy eighty ninet
 billion trillion first second third fourth fifth sixth seventh eighth ninth tenth half dozen
 """.split())
 
-_MEMO_LIMIT = 500_000  # entries a memo holds before it starts over
 LEXICAL = re.compile(r"[A-Za-z]+(?:[-'][A-Za-z]+)*\Z")  # what WordNet can know
 
 
@@ -86,7 +85,7 @@ def _synonym_slots(text: str, senses: int, vocab: Vocab) -> tuple[tuple[int, tup
     if lexicon is None:
         raise ValueError("substitute and insert need the WordNet lexicon")
     slots, previous, memo = [], "", vocab.slots
-    if len(memo) >= _MEMO_LIMIT:
+    if len(memo) >= MEMO_LIMIT:
         memo.clear()
     for index, (_, core, _) in enumerate(parse(text).cores):
         if not core:

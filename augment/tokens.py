@@ -28,7 +28,7 @@ _CORE = regex.compile(r"([^\p{L}\p{N}]*)(.*?)([^\p{L}\p{N}\p{M}]*)\Z", regex.S)
 _WORD = regex.compile(r"[\p{L}\p{N}]")
 _CJK = regex.compile(r"[\p{Han}\p{Hiragana}\p{Katakana}]")
 _GRAPHEME = regex.compile(r"\X", regex.S)
-_CACHE_LIMIT = 500_000  # distinct tokens memoized per process before the memo starts over
+MEMO_LIMIT = 500_000  # entries any per-process memo of the ops holds before it starts over
 
 
 class Parsed(NamedTuple):
@@ -51,7 +51,7 @@ def _describe(token: str) -> tuple[tuple[str, str, str], bool, bool]:
     """(core split, holds a letter or digit, holds CJK) of one token, memoized across rows."""
     found = _cores.get(token)
     if found is None:
-        if len(_cores) >= _CACHE_LIMIT:
+        if len(_cores) >= MEMO_LIMIT:
             _cores.clear()
         core = split_core(token)
         found = _cores[token] = (core, is_word(core[1]), _CJK.search(token) is not None)
@@ -111,7 +111,7 @@ def cjk_words(token: str) -> tuple[str, ...]:
         else:
             pieces.append(piece)
         position += len(piece)
-    if len(_pieces) >= _CACHE_LIMIT:
+    if len(_pieces) >= MEMO_LIMIT:
         _pieces.clear()
     found = _pieces[token] = tuple(pieces)
     return found
