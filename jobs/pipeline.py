@@ -7,10 +7,8 @@ passing (`raise_original_map_exception`): ours arrive as themselves and print as
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import sys
 
 import pyarrow as pa
 
@@ -19,8 +17,9 @@ from jobs.errors import RaybatchError, StageFailed
 from jobs.inputs import Shard, resolve_filesystem
 from jobs.plan import JobPlan
 from jobs.reader import read_shard
-from jobs.stages.base import StageContext, StageParams, StageRunner, one_line
-from jobs.stages.registry import stage_class
+from jobs.segments import Segment, split
+from jobs.stages.base import StageContext, StageParams
+from jobs.workers import StageActor, StageTask
 
 
 def init_ray(num_cpus: int | None = None) -> None:
@@ -86,84 +85,22 @@ def actor_pool_args(params: StageParams, total_cpus: float, total_gpus: float, a
     return {"concurrency": replicas, "num_gpus": num_gpus, "num_cpus": num_cpus}
 
 
-_STAGE_CACHE: dict[str, StageRunner] = {}
-
-
-def _build_runner(params_json: str, context: StageContext) -> StageRunner:
-    """The stage, built once per worker; a constructor that raises fails the job in one line."""
-    params_dict = json.loads(params_json)
-    try:
-        cls = stage_class(params_dict["use"])
-        return StageRunner(cls(cls.Params.model_validate(params_dict), context))
-    except RaybatchError:
-        raise
-    except Exception as exc:
-        raise StageFailed(f"stage {context.stage_name!r} could not start: {type(exc).__name__}: "
-                          f"{one_line(exc)}; nothing was published") from None
-
-
-def _run_stage(runner: StageRunner, batch: pa.Table, index: int) -> pa.Table:
-    """Run a stage and append its stats to the block's schema metadata, where the sink finds them."""
-    out, stats = runner(batch)
-    metadata = dict(batch.schema.metadata or {})
-    history = json.loads(metadata.get(commit.STATS_METADATA_KEY, b"[]"))
-    history.append({"index": index, "name": runner.stage.name, **stats})
-    metadata[commit.STATS_METADATA_KEY] = json.dumps(history).encode()
-    return out.replace_schema_metadata(metadata)
-
-
-class StageTask:
-    """A CPU stage run as Ray tasks; each worker process builds the stage once and reuses it."""
-
-    def __init__(self, params_json: str, context: StageContext):
-        self.params_json, self.context = params_json, context
-
-    def __call__(self, batch: pa.Table) -> pa.Table:
-        key = f"{self.context.stage_index}:{self.params_json}:{self.context.seed}"
-        if key not in _STAGE_CACHE:
-            _STAGE_CACHE[key] = _build_runner(self.params_json, self.context)
-        return _run_stage(_STAGE_CACHE[key], batch, self.context.stage_index)
-
-
-class StageActor:
-    """A model stage in a long-lived actor: the model loads once per actor, not per batch. A failed
-    load is kept and raised on the first batch, so it reaches the driver as our one-line error
-    instead of an actor death Ray retries and prints at length."""
-
-    def __init__(self, params_json: str, context: StageContext, threads: int = 0):
-        import dataclasses
-
-        import ray
-
-        context = dataclasses.replace(context, actor_id=ray.get_runtime_context().get_actor_id())
-        self.index = context.stage_index
-        self.runner: StageRunner | None = None
-        self.error: RaybatchError | None = None
-        if threads:
-            os.environ["OMP_NUM_THREADS"] = str(threads)  # read by torch and BLAS when they load
-        try:
-            self.runner = _build_runner(params_json, context)
-        except RaybatchError as exc:  # a model that cannot load, a spec the engine refuses
-            self.error = exc
-        if threads and "torch" in sys.modules:
-            sys.modules["torch"].set_num_threads(threads)
-
-    def __call__(self, batch: pa.Table) -> pa.Table:
-        if self.error is not None:
-            raise self.error
-        return _run_stage(self.runner, batch, self.index)
-
-
-def _make_sink(loc: commit.OutputLocation, input_columns: list[str], compression: str, shared: bool):
+def _make_sink(loc: commit.OutputLocation, input_columns: list[str], compression: str, shared: bool,
+               segment: Segment, scrub):
     from ray.data import Datasink
 
     class StagingSink(Datasink):
-        """Writes each block's good rows to data/ and failed rows to _dead_letter/ in one pass."""
+        """Writes each block's good rows to data/, failed rows to _dead_letter/ and filtered rows to
+        _filtered/ in one pass; or, before a whole-input stage decides, all rows to the work folder."""
 
         def write(self, blocks, ctx):
             markers = []
             for block in blocks:
-                markers.extend(m.model_dump() for m in commit.write_block(loc, block, input_columns, compression))
+                if segment.final:
+                    markers.extend(m.model_dump() for m in commit.write_block(loc, block, input_columns, compression,
+                                                                              scrub))
+                else:
+                    markers.extend(commit.write_work_block(loc, segment.number, block))
             return markers
 
         @property
@@ -174,11 +111,13 @@ def _make_sink(loc: commit.OutputLocation, input_columns: list[str], compression
     return StagingSink()
 
 
-def execute(plan: JobPlan, shards: list[Shard]) -> None:
-    """Run `shards` through the stages into staging; raise one of our errors on failure."""
+def execute(plan: JobPlan, shards: list[Shard], segment: Segment | None = None) -> None:
+    """Run `shards` through one segment of the stages (all of them by default) into staging; raise
+    one of our errors on failure."""
     import ray
     from ray.data import DataContext
 
+    segment = segment or split(plan.stage_classes)[-1]
     init_ray()
     ctx = DataContext.get_current()
     ctx.target_max_block_size = 1 << 31  # one block per shard: never split a shard's rows
@@ -187,25 +126,31 @@ def execute(plan: JobPlan, shards: list[Shard]) -> None:
     ctx.raise_original_map_exception = True
     total_cpus, total_gpus = cluster_cpus_and_gpus()
     spec = plan.spec
+    steps = segment.steps
     # With only task stages, read → stages → write fuse into one task chain, so Ray Data's
     # per-operator CPU reservation only idles cores (on 2 CPUs it runs one task at a time).
     # Actor pools keep it: there it is what leaves room for reading and writing.
-    in_actors = [cls.runs_in_actors(params) for cls, params in zip(plan.stage_classes, spec.stages)]
-    ctx.op_resource_reservation_enabled = any(in_actors)
+    in_actors = {step.stage: plan.stage_classes[step.stage].runs_in_actors(spec.stages[step.stage]) for step in steps}
+    ctx.op_resource_reservation_enabled = any(in_actors.values())
     ds = ray.data.from_items([s.to_dict() for s in shards], override_num_blocks=len(shards))
-    ds = ds.map_batches(_read_batch, fn_kwargs={"schema": plan.schema, "id_column": plan.id_column,
-                                              "input_uri": spec.input.path},
-                        batch_size=None, batch_format="pyarrow")
-    actor_stages = sum(in_actors)
+    if segment.reads_work:
+        ds = ds.map_batches(_read_work_batch, fn_kwargs={"folder": commit.segment_dir(plan.output, segment.number - 1)},
+                            batch_size=None, batch_format="pyarrow")
+    else:
+        ds = ds.map_batches(_read_batch, fn_kwargs={"schema": plan.schema, "id_column": plan.id_column,
+                                                  "input_uri": spec.input.path},
+                            batch_size=None, batch_format="pyarrow")
+    actor_stages = sum(in_actors.values())
     local = not os.environ.get("RAY_ADDRESS")
-    pools = {index: actor_pool_args(params, total_cpus, total_gpus, actor_stages, cpu_fallback=local)
-             for index, params in enumerate(spec.stages) if in_actors[index]}
+    pools = {index: actor_pool_args(spec.stages[index], total_cpus, total_gpus, actor_stages, cpu_fallback=local)
+             for index, actors in in_actors.items() if actors}
     threads = actor_threads(list(pools.values()), total_cpus, local)
-    rows_added_before = False
-    for index, (cls, params) in enumerate(zip(plan.stage_classes, spec.stages)):
+    for step in steps:
+        cls, params, index = plan.stage_classes[step.stage], spec.stages[step.stage], step.stage
+        rows_added_before = any(c.adds_rows for c in plan.stage_classes[:index])
+        decided = commit.decisions_dir(plan.output, index) if cls.whole_input and not step.keys else None
         context = StageContext(spec.name, spec.seed, index, params.use,
-                               copy_tag=f"aug{index}." if rows_added_before else "aug")
-        rows_added_before = rows_added_before or cls.adds_rows
+                               copy_tag=f"aug{index}." if rows_added_before else "aug", decisions_dir=decided)
         params_json = params.model_dump_json()
         if in_actors[index]:
             pool = pools[index]
@@ -214,14 +159,29 @@ def execute(plan: JobPlan, shards: list[Shard]) -> None:
                                 compute=ray.data.ActorPoolStrategy(size=pool["concurrency"]),  # `concurrency=` is deprecated
                                 num_gpus=pool["num_gpus"], num_cpus=pool["num_cpus"])
         else:
-            ds = ds.map_batches(StageTask(params_json, context), batch_size=None, batch_format="pyarrow",
-                                zero_copy_batch=True, num_cpus=min(params.resources.num_cpus, 1.0))
-    sink = _make_sink(plan.output, plan.schema.names, spec.output.compression, spec.output.shared_filesystem)
+            ds = ds.map_batches(StageTask(params_json, context, keys=step.keys), batch_size=None,
+                                batch_format="pyarrow", zero_copy_batch=True,
+                                num_cpus=min(params.resources.num_cpus, 1.0))
+    scrubbers = [f for f in (cls.scrubber(p) for cls, p in zip(plan.stage_classes, spec.stages)) if f]
+    sink = _make_sink(plan.output, plan.schema.names, spec.output.compression, spec.output.shared_filesystem,
+                      segment, _chain(scrubbers))
     _hide_ray_data_errors_on_console()
     try:
         ds.write_datasink(sink)
     except Exception as exc:
         raise _one_line_error(_original(exc), plan.output) from None
+
+
+def _chain(scrubbers: list):
+    if not scrubbers:
+        return None
+
+    def scrub(table: pa.Table) -> pa.Table:
+        for one in scrubbers:
+            table = one(table)
+        return table
+
+    return scrub
 
 
 class _BelowError(logging.Filter):
@@ -243,6 +203,14 @@ def _read_batch(items: pa.Table, schema: pa.Schema, id_column: str | None, input
     """Read the shards of one block of the shard list (one shard per block)."""
     fs, _ = resolve_filesystem(input_uri)
     tables = [read_shard(fs, Shard.from_dict(item), schema, id_column) for item in items.to_pylist()]
+    return pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+
+
+def _read_work_batch(items: pa.Table, folder: str) -> pa.Table:
+    """Read back the work parts of one block of the shard list, as the previous segment left them."""
+    import pyarrow.parquet as pq
+
+    tables = [pq.read_table(commit.part_path(folder, item["index"])) for item in items.to_pylist()]
     return pa.concat_tables(tables) if len(tables) > 1 else tables[0]
 
 

@@ -62,8 +62,17 @@ class JobPlan:
         spec.pop("date", None)
         payload = {"spec": spec, "code": code_digest(self.stage_classes),
                    "files": [(f.path, f.size, f.mtime, f.num_rows) for f in self.files],
-                   "shards": [s.digest for s in self.shards]}
+                   "shards": [s.digest for s in self.shards], "extra": self._extra_inputs()}
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+    def _extra_inputs(self) -> list:
+        found = []
+        for cls, params in zip(self.stage_classes, self.spec.stages):
+            for path in cls.extra_inputs(params):
+                info = os.stat(path)
+                found.append((path, info.st_size, info.st_mtime_ns))
+        return found
 
 
 def plan_job(spec: JobSpec, check_engines: bool = True) -> JobPlan:

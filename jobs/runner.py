@@ -19,6 +19,8 @@ from jobs.incremental import IncrementalState, state_dir
 from jobs.lock import RunLock
 from jobs.pipeline import execute
 from jobs.plan import JobPlan
+from jobs.segments import split
+from jobs.stages.base import StageContext
 
 
 @dataclass
@@ -84,7 +86,7 @@ def _produce(plan: JobPlan, fingerprint: str, incremental: bool, started: float)
     done = {m.shard for m in reused}
     todo = [s for s in plan.shards if s.index not in done]
     if todo:
-        execute(plan, todo)
+        _execute_segments(plan, todo)
     crash_point("run.executed")
     markers = commit.read_markers(loc)  # the record on disk: reused shards' and this run's alike
     known = {s.index for s in plan.shards}
@@ -97,6 +99,27 @@ def _produce(plan: JobPlan, fingerprint: str, incremental: bool, started: float)
         seed=spec.seed, shards=plan.shards, markers=markers, stage_names=[p.use for p in spec.stages],
         started_at=started_at, shards_reused=len(done), input_files=[f.path for f in plan.files],
         incremental=incremental, seconds=round(time.time() - started, 3))
+
+
+def _execute_segments(plan: JobPlan, todo: list) -> None:
+    """Run the stages segment by segment (see jobs/segments.py): a whole-input stage decides once
+    every shard's keys are in staging, and what a killed run finished is not done again."""
+    spec, loc = plan.spec, plan.output
+    segments = split(plan.stage_classes)
+    for segment in segments[:-1]:
+        index = segment.decides
+        if commit.decisions_done(loc, index):
+            continue
+        done = commit.done_shards(loc, segment.number, plan.shards)
+        missing = [s for s in plan.shards if s.index not in done]
+        if missing:
+            execute(plan, missing, segment)
+        crash_point("run.keyed")
+        cls, params = plan.stage_classes[index], spec.stages[index]
+        context = StageContext(spec.name, spec.seed, index, params.use)
+        commit.write_decisions(loc, index, cls.decide(params, commit.WorkRows(loc, segment.number, plan.shards),
+                                                      context))
+    execute(plan, todo, segments[-1])
 
 
 def _taken(plan: JobPlan, manifest: Manifest) -> list:

@@ -26,11 +26,14 @@ SUCCESS = "_SUCCESS"
 MANIFEST = "_manifest.json"
 DATA_DIR = "data"
 DEAD_DIR = "_dead_letter"
+FILTERED_DIR = "_filtered"
 MARKER_DIR = "_shards"
+WORK_DIR = "_work"  # intermediate results of a stage that needs the whole input (dedup)
 STAMP = "_stamp.json"
 TMP_INFIX = ".tmp-"
 DERIVED_FILES = ("report.html",)  # written into a committed output by `raybatch report`
-STAGING_ENTRIES = {DATA_DIR, DEAD_DIR, MARKER_DIR, STAMP, MANIFEST, SUCCESS}
+STAGING_ENTRIES = {DATA_DIR, DEAD_DIR, FILTERED_DIR, MARKER_DIR, WORK_DIR, STAMP, MANIFEST, SUCCESS}
+LISTED_FILES = ("files", "dead_letter_files", "filtered_files")  # the manifest's file lists
 
 
 def now_iso() -> str:
@@ -119,7 +122,7 @@ class OutputLocation:
     def unlisted_files(self) -> list[str]:
         """Files in the committed output that its manifest does not list (someone added them)."""
         manifest = read_json(self.fs, posixpath.join(self.path, MANIFEST))
-        listed = {f.get("path") for key in ("files", "dead_letter_files") for f in manifest.get(key, [])}
+        listed = {f.get("path") for key in LISTED_FILES for f in manifest.get(key, [])}
         listed |= {SUCCESS, MANIFEST, *DERIVED_FILES}
         found = self.fs.get_file_info(pafs.FileSelector(self.path, recursive=True))
         return sorted(rel for rel in (posixpath.relpath(i.path, self.path) for i in found

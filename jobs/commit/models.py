@@ -19,7 +19,7 @@ class FileEntry(BaseModel):
     rows: int = Field(ge=0)
     sha256: str
     written_at: float = Field(description="epoch seconds, for throughput over time")
-    kind: Literal["data", "dead_letter"]
+    kind: Literal["data", "dead_letter", "filtered"]
 
 
 class Marker(BaseModel):
@@ -33,7 +33,9 @@ class Marker(BaseModel):
     source_digest: str
     rows_out: int = Field(ge=0)
     rows_dead_letter: int = Field(ge=0)
+    rows_filtered: int = Field(0, ge=0)
     source_rows_dead_letter: int = Field(0, ge=0, description="dead rows that stand for an input row")
+    source_rows_filtered: int = Field(0, ge=0, description="filtered rows that stand for an input row")
     files: list[FileEntry]
     stage_stats: list[dict[str, Any]] = []
 
@@ -57,8 +59,10 @@ class Manifest(BaseModel):
     rows_in: int
     rows_out: int
     rows_dead_letter: int
+    rows_filtered: int = 0
     files: list[PublicFile]
     dead_letter_files: list[PublicFile]
+    filtered_files: list[PublicFile] = []
     shards: int
     shards_reused: int = 0
     stages: list[dict[str, Any]]

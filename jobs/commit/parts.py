@@ -1,7 +1,9 @@
 """Writing a block's rows into staging (runs inside Ray's write tasks, no Ray import).
 
-Each shard's part is written as good rows in data/, failed rows in _dead_letter/, and a marker
-last. Names come from the part's first row id, so a retried task rewrites the same files.
+Each shard's part is written as good rows in data/, failed rows in _dead_letter/, rows a stage
+removed on purpose in _filtered/, and a marker last. Names come from the part's first row id, so a
+retried task rewrites the same files. `scrub` (from the stages, e.g. redaction) cleans the rows the
+dead letter and _filtered/ keep, which hold a row's columns as they were before that stage.
 """
 
 from __future__ import annotations
@@ -11,40 +13,50 @@ import io
 import json
 import posixpath
 import time
+from collections.abc import Callable
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from jobs.commit.identity import id_digest
-from jobs.commit.layout import DATA_DIR, DEAD_DIR, MARKER_DIR, OutputLocation, write_bytes
+from jobs.commit.layout import DATA_DIR, DEAD_DIR, FILTERED_DIR, MARKER_DIR, OutputLocation, write_bytes
 from jobs.commit.models import FileEntry, Marker
-from jobs.stages.base import ERROR, ERROR_STAGE, ERROR_TYPE, INPUT_ID, INTERNAL_COLUMNS, SHARD, SOURCE
+from jobs.stages.base import (ERROR, ERROR_STAGE, ERROR_TYPE, FILTER_OF, FILTER_REASON, FILTER_STAGE, INPUT_ID,
+                              INTERNAL_COLUMNS, SHARD, SOURCE, failed_mask, filtered_mask)
+
+Scrub = Callable[[pa.Table], pa.Table]
 
 STATS_METADATA_KEY = b"raybatch.stage_stats"
 
 
-def write_block(loc: OutputLocation, block: pa.Table, input_columns: list[str], compression: str) -> list[Marker]:
-    """Write one block's rows, grouped by shard, as good and dead-letter parts; return markers."""
+def write_block(loc: OutputLocation, block: pa.Table, input_columns: list[str], compression: str,
+                scrub: Scrub | None = None) -> list[Marker]:
+    """Write one block's rows, grouped by shard, as good, dead-letter and filtered parts; return markers."""
     stats = json.loads((block.schema.metadata or {}).get(STATS_METADATA_KEY, b"[]"))
     markers = []
     shard_ids = pc.unique(block[SHARD]).to_pylist() if block.num_rows else []
     for shard in sorted(shard_ids):
         part = block.filter(pc.equal(block[SHARD], shard))
-        markers.append(write_part(loc, shard, part, input_columns, compression, stats))
+        markers.append(write_part(loc, shard, part, input_columns, compression, stats, scrub))
     return markers
 
 
 def write_part(loc: OutputLocation, shard: int, part: pa.Table, input_columns: list[str],
-               compression: str, stats: list[dict]) -> Marker:
-    """Write a shard's part: good rows to data/, failed rows to _dead_letter/, marker last."""
+               compression: str, stats: list[dict], scrub: Scrub | None = None) -> Marker:
+    """Write a shard's part: good rows to data/, failed rows to _dead_letter/, rows removed on
+    purpose to _filtered/, marker last."""
     key = hashlib.sha1(str(part["row_id"][0]).encode()).hexdigest()[:10]
     name = f"part-{shard:06d}-{key}"
-    failed = pc.is_valid(part[ERROR_TYPE])
-    good = part.filter(pc.invert(failed)).drop_columns([c for c in INTERNAL_COLUMNS if c in part.column_names])
-    dead = dead_letter_rows(part.filter(failed), input_columns)
+    failed = failed_mask(part)
+    removed = pc.and_(filtered_mask(part), pc.invert(failed))
+    good = _public(part.filter(pc.invert(pc.or_(failed, removed))))
+    scrub = scrub or (lambda table: table)
+    dead = scrub(dead_letter_rows(part.filter(failed), input_columns))
+    filtered = scrub(filtered_rows(part.filter(removed)))
     files = []
-    for sub, table, kind in ((DATA_DIR, good, "data"), (DEAD_DIR, dead, "dead_letter")):
+    for sub, table, kind in ((DATA_DIR, good, "data"), (DEAD_DIR, dead, "dead_letter"),
+                             (FILTERED_DIR, filtered, "filtered")):
         if table.num_rows:
             rel = f"{sub}/{name}.parquet"
             digest = write_parquet(loc, posixpath.join(loc.staging, rel), table, compression)
@@ -54,10 +66,27 @@ def write_part(loc: OutputLocation, shard: int, part: pa.Table, input_columns: l
     sources = part.filter(is_source)
     marker = Marker(shard=shard, name=name, source_rows=sources.num_rows,
                     source_digest=id_digest(sources[INPUT_ID].to_pylist()), rows_out=good.num_rows,
-                    rows_dead_letter=dead.num_rows, files=files, stage_stats=stats,
-                    source_rows_dead_letter=pc.sum(pc.and_(is_source, failed)).as_py() or 0)
+                    rows_dead_letter=dead.num_rows, rows_filtered=filtered.num_rows, files=files,
+                    stage_stats=stats, source_rows_dead_letter=pc.sum(pc.and_(is_source, failed)).as_py() or 0,
+                    source_rows_filtered=pc.sum(pc.and_(is_source, removed)).as_py() or 0)
     write_bytes(loc.fs, posixpath.join(loc.staging, MARKER_DIR, f"{name}.json"), marker.model_dump_json().encode())
     return marker
+
+
+def _public(table: pa.Table) -> pa.Table:
+    """Without the runner's columns (a whole-input stage's `_rb_` keys among them)."""
+    return table.drop_columns([c for c in table.column_names if c in INTERNAL_COLUMNS or c.startswith("_rb_")])
+
+
+def filtered_rows(removed: pa.Table) -> pa.Table:
+    """Rows removed on purpose as _filtered/ keeps them: row_id, filter_stage, filter_reason,
+    duplicate_of (the kept row's id, or the eval row a copy matched) and the row's columns."""
+    if not removed.num_rows:
+        return pa.table({})
+    head = {"row_id": removed["row_id"], "filter_stage": removed[FILTER_STAGE],
+            "filter_reason": removed[FILTER_REASON], "duplicate_of": removed[FILTER_OF]}
+    rest = _public(removed.drop_columns(["row_id"]))
+    return pa.table({**head, **{name: rest[name] for name in rest.column_names if name not in head}})
 
 
 def dead_letter_rows(failed: pa.Table, input_columns: list[str]) -> pa.Table:

@@ -17,14 +17,15 @@ import posixpath
 
 import pyarrow.fs as pafs
 
-from jobs.commit.layout import (DATA_DIR, DEAD_DIR, DERIVED_FILES, MANIFEST, MARKER_DIR, STAMP, SUCCESS,
+from jobs.commit.layout import (DATA_DIR, DEAD_DIR, DERIVED_FILES, FILTERED_DIR, MANIFEST, MARKER_DIR, STAMP, SUCCESS,
+                                WORK_DIR,
                                 OutputLocation, delete_dir, delete_file, fsync_dir, is_file, read_json, write_bytes,
                                 write_json)
 from jobs.commit.models import Manifest
 from jobs.crashpoints import crash_point
 from jobs.errors import JobFailed
 
-OUTPUT_ENTRIES = {DATA_DIR, DEAD_DIR, MANIFEST, SUCCESS, MARKER_DIR, STAMP, *DERIVED_FILES}
+OUTPUT_ENTRIES = {DATA_DIR, DEAD_DIR, FILTERED_DIR, MANIFEST, SUCCESS, MARKER_DIR, WORK_DIR, STAMP, *DERIVED_FILES}
 AT_FDCWD = -100
 RENAME_EXCHANGE = 2
 
@@ -77,8 +78,8 @@ def _clear_leftovers(loc: OutputLocation) -> str | None:
 
 def _seal(loc: OutputLocation, manifest: Manifest) -> None:
     """Make staging exactly the committed output: listed files only, manifest, `_SUCCESS` last."""
-    listed = {f.path for f in manifest.files + manifest.dead_letter_files}
-    for sub in (DATA_DIR, DEAD_DIR):
+    listed = {f.path for f in manifest.files + manifest.dead_letter_files + manifest.filtered_files}
+    for sub in (DATA_DIR, DEAD_DIR, FILTERED_DIR):
         selector = pafs.FileSelector(posixpath.join(loc.staging, sub), allow_not_found=True)
         for info in loc.fs.get_file_info(selector):
             if posixpath.relpath(info.path, loc.staging) not in listed:
@@ -89,8 +90,9 @@ def _seal(loc: OutputLocation, manifest: Manifest) -> None:
 
 
 def _tidy(loc: OutputLocation) -> None:
-    """Drop the runner's bookkeeping from a sealed staging folder (markers, stamp)."""
+    """Drop the runner's bookkeeping from a sealed staging folder (markers, intermediates, stamp)."""
     delete_dir(loc.fs, posixpath.join(loc.staging, MARKER_DIR))
+    delete_dir(loc.fs, posixpath.join(loc.staging, WORK_DIR))
     delete_file(loc.fs, posixpath.join(loc.staging, STAMP))
     fsync_dir(loc.staging)
 

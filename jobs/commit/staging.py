@@ -13,12 +13,12 @@ import pyarrow.fs as pafs
 from pydantic import ValidationError
 
 from jobs.commit.identity import combine
-from jobs.commit.layout import (DATA_DIR, DEAD_DIR, MARKER_DIR, STAMP, SUCCESS, OutputLocation, delete_dir,
+from jobs.commit.layout import (DATA_DIR, DEAD_DIR, FILTERED_DIR, MARKER_DIR, STAMP, SUCCESS, OutputLocation, delete_dir,
                                 delete_file, read_json, write_json)
 from jobs.commit.models import Marker
 from jobs.inputs import Shard
 
-SUBDIRS = (DATA_DIR, DEAD_DIR, MARKER_DIR)
+SUBDIRS = (DATA_DIR, DEAD_DIR, FILTERED_DIR, MARKER_DIR)
 
 
 def prepare_staging(loc: OutputLocation, fingerprint: str, job_name: str, shards: list[Shard]) -> list[Marker]:

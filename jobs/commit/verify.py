@@ -75,7 +75,8 @@ def _worst_stage(markers: list[Marker]) -> str:
 
 def aggregate_stage_stats(markers: list[Marker], stage_names: list[str]) -> list[dict]:
     """Sum per-shard stage statistics into one entry per stage (one marker's copy per shard)."""
-    totals = [{"index": i, "name": name, "rows_in": 0, "rows_out": 0, "rows_dead": 0, "seconds": 0.0}
+    totals = [{"index": i, "name": name, "rows_in": 0, "rows_out": 0, "rows_dead": 0, "rows_filtered": 0,
+               "seconds": 0.0}
               for i, name in enumerate(stage_names)]
     seen_shards = set()
     for marker in markers:
@@ -110,10 +111,11 @@ def build_manifest(*, name: str, run_id: str, fingerprint: str, spec_resolved: d
     def listed(kind: str) -> list[PublicFile]:
         return [PublicFile(**f.model_dump(exclude={"kind"})) for f in entries if f.kind == kind]
 
-    data, dead = listed("data"), listed("dead_letter")
+    data, dead, filtered = listed("data"), listed("dead_letter"), listed("filtered")
     return Manifest(name=name, run_id=run_id, fingerprint=fingerprint, rows_in=sum(s.num_rows for s in shards),
-                    rows_out=sum(f.rows for f in data), rows_dead_letter=sum(f.rows for f in dead), files=data,
-                    dead_letter_files=dead, shards=len(shards), stages=aggregate_stage_stats(markers, stage_names),
+                    rows_out=sum(f.rows for f in data), rows_dead_letter=sum(f.rows for f in dead),
+                    rows_filtered=sum(f.rows for f in filtered), files=data, dead_letter_files=dead,
+                    filtered_files=filtered, shards=len(shards), stages=aggregate_stage_stats(markers, stage_names),
                     spec=spec_resolved, seed=seed, started_at=started_at, finished_at=now_iso(),
                     versions=versions(), **extra)
 

@@ -4,8 +4,9 @@ A stage declares its params model, the columns it needs and the columns it adds,
 checked end to end before Ray starts. `__init__` loads what the stage needs once per worker;
 `__call__(batch) -> batch` does the work. Rows a stage cannot process are marked with
 `mark_failed`, or the stage raises `RowError` (or one of its declared `row_errors`), and
-`StageRunner` (plain Python, no Ray) isolates those rows for the dead letter. Anything else a stage
-raises is a bug or a broken model: it fails the block, and the job, naming the stage.
+`StageRunner` (plain Python, no Ray) isolates those rows for the dead letter. Rows a stage removes
+on purpose are marked with `mark_filtered` and go to `_filtered/`. Anything else a stage raises is a
+bug or a broken model: it fails the block, and the job, naming the stage.
 """
 
 from __future__ import annotations
@@ -28,7 +29,12 @@ INPUT_ID = "_rb_input_id"  # the input row's id this row descends from (an augme
 ERROR_STAGE = "_rb_error_stage"
 ERROR_TYPE = "_rb_error_type"
 ERROR = "_rb_error"
-INTERNAL_COLUMNS = (SHARD, SOURCE, INPUT_ID, ERROR_STAGE, ERROR_TYPE, ERROR)
+# A row a stage removed on purpose (a duplicate, an eval-set copy, personal data): it goes to
+# _filtered/ with the stage, the reason and the row it duplicates, and later stages skip it.
+FILTER_STAGE = "_rb_filter_stage"
+FILTER_REASON = "_rb_filter_reason"
+FILTER_OF = "_rb_filter_of"
+INTERNAL_COLUMNS = (SHARD, SOURCE, INPUT_ID, ERROR_STAGE, ERROR_TYPE, ERROR, FILTER_STAGE, FILTER_REASON, FILTER_OF)
 ROW_ID = "row_id"
 
 
@@ -65,6 +71,8 @@ class StageContext:
     # Rows this stage adds are named `<parent>~<copy_tag><n>`. A second stage that adds rows gets its
     # own tag, so a copy it makes never takes the id of a copy an earlier stage made and kept.
     copy_tag: str = "aug"
+    # For a stage that decides from the whole input: the folder its decisions were written to.
+    decisions_dir: str | None = None
 
 
 class Stage:
@@ -79,6 +87,9 @@ class Stage:
     # Exceptions that mean "this row is bad", beyond RowError: the runner isolates the rows that
     # raise them for the dead letter. Anything else fails the job.
     row_errors: ClassVar[tuple[type[BaseException], ...]] = ()
+    # A stage that decides each row from every row of the input (dedup) runs in two halves: `keys`
+    # over each block, then `decide` once on the driver over all keys, then `__call__` applies it.
+    whole_input: ClassVar[bool] = False
 
     def __init__(self, params: StageParams, context: StageContext):
         self.params = params
@@ -112,6 +123,32 @@ class Stage:
     def __call__(self, batch: pa.Table) -> pa.Table:
         raise NotImplementedError
 
+    def keys(self, batch: pa.Table) -> pa.Table:
+        """A whole-input stage's first half: the batch with the columns `decide` reads added."""
+        raise NotImplementedError
+
+    @classmethod
+    def key_columns(cls, params: StageParams) -> list[str]:
+        """The columns `keys` adds (runner-internal; `__call__` drops them)."""
+        return []
+
+    @classmethod
+    def decide(cls, params: StageParams, rows, context: StageContext) -> pa.Table:
+        """Once, on the driver, over the keys of every live row (a `jobs.commit.work.WorkRows`):
+        a table of the rows to remove, with columns row_id, shard, reason and of."""
+        raise NotImplementedError
+
+    @classmethod
+    def extra_inputs(cls, params: StageParams) -> list[str]:
+        """Files the stage reads besides the input (eval sets): they count in the job's fingerprint."""
+        return []
+
+    @classmethod
+    def scrubber(cls, params: StageParams):
+        """A function that cleans a table of rows the dead letter or _filtered/ keeps (redaction),
+        or None. Those rows hold the input's columns as they were before this stage ran."""
+        return None
+
     def count(self, key: str, value: float = 1) -> None:
         """Add to a counter that lands in the manifest under this stage (tokens, per-op counts)."""
         self._metrics[key] = self._metrics.get(key, 0) + value
@@ -139,6 +176,17 @@ def mark_failed(batch: pa.Table, failures: dict[int, tuple[str, str]]) -> pa.Tab
     return set_column(batch, ERROR, pa.array(messages, pa.string()))
 
 
+def mark_filtered(batch: pa.Table, filtered: dict[int, tuple[str, str | None]]) -> pa.Table:
+    """Return `batch` with rows `{index: (reason, of)}` marked as removed on purpose; `of` names the
+    row it duplicates (a kept row's id, or an eval row), or is None."""
+    if not filtered:
+        return batch
+    reasons = [filtered[i][0] if i in filtered else None for i in range(batch.num_rows)]
+    of = [filtered[i][1] if i in filtered else None for i in range(batch.num_rows)]
+    batch = set_column(batch, FILTER_REASON, pa.array(reasons, pa.string()))
+    return set_column(batch, FILTER_OF, pa.array(of, pa.string()))
+
+
 def set_column(table: pa.Table, name: str, values: pa.Array | pa.ChunkedArray) -> pa.Table:
     """Replace `name` if present (keeping its position), else append it."""
     index = table.schema.get_field_index(name)
@@ -148,32 +196,43 @@ def set_column(table: pa.Table, name: str, values: pa.Array | pa.ChunkedArray) -
 
 
 def failed_mask(batch: pa.Table) -> pa.Array:
-    if ERROR_TYPE not in batch.column_names:
+    return _marked(batch, ERROR_TYPE)
+
+
+def filtered_mask(batch: pa.Table) -> pa.Array:
+    return _marked(batch, FILTER_REASON)
+
+
+def _marked(batch: pa.Table, column: str) -> pa.Array:
+    if column not in batch.column_names:
         return pa.array([False] * batch.num_rows)
-    return pc.is_valid(batch[ERROR_TYPE]).combine_chunks() if batch.num_rows else pa.array([], pa.bool_())
+    return pc.is_valid(batch[column]).combine_chunks() if batch.num_rows else pa.array([], pa.bool_())
 
 
 class StageRunner:
-    """Runs one stage over a batch: skips rows already failed, isolates rows that raise a declared
-    row error, stamps the stage name on new failures, checks identity, reports rows and seconds."""
+    """Runs one stage over a batch: skips rows already failed or filtered, isolates rows that raise a
+    declared row error, stamps the stage name on new failures and filtered rows, checks identity,
+    reports rows and seconds."""
 
-    def __init__(self, stage: Stage):
+    def __init__(self, stage: Stage, keys: bool = False):
         self.stage = stage
+        self.keys = keys  # run the stage's `keys` half instead of its call
         self.row_errors = (RowError, *stage.row_errors)
 
     def __call__(self, batch: pa.Table) -> tuple[pa.Table, dict]:
         started = time.perf_counter()
         self.stage.take_metrics()  # counters of an attempt that raised must not reach this batch
-        failed = failed_mask(batch)
-        live = batch.filter(pc.invert(failed))
-        earlier_dead = batch.filter(failed)
+        removed = pc.or_(failed_mask(batch), filtered_mask(batch))
+        live = batch.filter(pc.invert(removed))
+        earlier_removed = batch.filter(removed)
         try:
             out = self._call_isolating(live) if live.num_rows else live
             check_identity(live, out, self.stage.name)
             new_failures = failed_mask(out)
-            stage_col = pc.if_else(new_failures, pa.scalar(self.stage.name), pa.scalar(None, pa.string()))
-            out = set_column(out, ERROR_STAGE, stage_col)
-            result = _concat([out, earlier_dead])
+            new_filtered = filtered_mask(out)
+            out = set_column(out, ERROR_STAGE, self._stamp(new_failures))
+            out = set_column(out, FILTER_STAGE, self._stamp(new_filtered))
+            result = _concat([out, earlier_removed])
         except RaybatchError:
             raise
         except Exception as exc:
@@ -182,22 +241,27 @@ class StageRunner:
             raise StageFailed(f"stage {name!r} raised {type(exc).__name__}: {one_line(exc)} "
                               f"(in a block starting at row_id {first!r}); nothing was published") from exc
         dead_now = pc.sum(new_failures).as_py() or 0
+        filtered_now = pc.sum(new_filtered).as_py() or 0
         stats = {
             "rows_in": live.num_rows,
-            "rows_out": out.num_rows - dead_now,
+            "rows_out": out.num_rows - dead_now - filtered_now,
             "rows_dead": dead_now,
+            "rows_filtered": filtered_now,
             "seconds": time.perf_counter() - started,
             **self.stage.take_metrics(),
             **self.stage.info(),
         }
         return result, stats
 
+    def _stamp(self, mask: pa.Array) -> pa.Array:
+        return pc.if_else(mask, pa.scalar(self.stage.name), pa.scalar(None, pa.string()))
+
     def _call_isolating(self, batch: pa.Table) -> pa.Table:
         """Call the stage; on a declared row error, split the batch until the raising rows are alone.
         What a raising call counted is dropped: the halves count their rows again."""
         counted = self.stage.take_metrics()
         try:
-            return self.stage(batch)
+            return self.stage.keys(batch) if self.keys else self.stage(batch)
         except self.row_errors as exc:
             self.stage.take_metrics()
             if batch.num_rows == 1:

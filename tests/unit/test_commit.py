@@ -116,7 +116,7 @@ def test_publish_then_overwrite_swaps_in_place_leaving_nothing_beside(tmp_path):
         loc = staged(tmp_path, shards=shards, blocks=[block(0, ids)])
         manifest = manifest_for(loc, shards)
         commit.publish(loc, manifest)
-        assert sorted(os.listdir(loc.path)) == ["_SUCCESS", "_dead_letter", "_manifest.json", "data"]
+        assert sorted(os.listdir(loc.path)) == ["_SUCCESS", "_dead_letter", "_filtered", "_manifest.json", "data"]
         saved = json.loads((tmp_path / "out" / "_manifest.json").read_text())
         assert saved["run_id"] == manifest.run_id and (saved["rows_in"], saved["rows_out"]) == (3, 3)
         [file] = saved["files"]

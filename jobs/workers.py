@@ -1,0 +1,87 @@
+"""What runs inside Ray's workers for each stage: the stage built once per worker process (tasks)
+or per actor (model stages), its stats carried to the sink in the block's schema metadata.
+
+A step runs a stage's `__call__`, or, for a stage that decides from the whole input (dedup), its
+`keys` half: the columns the driver reads to decide between two passes (see jobs/segments.py).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import pyarrow as pa
+
+from jobs import commit
+from jobs.errors import RaybatchError, StageFailed
+from jobs.stages.base import StageContext, StageRunner, one_line
+from jobs.stages.registry import stage_class
+
+_STAGE_CACHE: dict[str, StageRunner] = {}
+
+
+def _build_runner(params_json: str, context: StageContext, keys: bool) -> StageRunner:
+    """The stage, built once per worker; a constructor that raises fails the job in one line."""
+    params_dict = json.loads(params_json)
+    try:
+        cls = stage_class(params_dict["use"])
+        return StageRunner(cls(cls.Params.model_validate(params_dict), context), keys=keys)
+    except RaybatchError:
+        raise
+    except Exception as exc:
+        raise StageFailed(f"stage {context.stage_name!r} could not start: {type(exc).__name__}: "
+                          f"{one_line(exc)}; nothing was published") from None
+
+
+def _run_stage(runner: StageRunner, batch: pa.Table, index: int) -> pa.Table:
+    """Run a stage and append its stats to the block's schema metadata, where the sink finds them."""
+    out, stats = runner(batch)
+    metadata = dict(batch.schema.metadata or {})
+    history = json.loads(metadata.get(commit.STATS_METADATA_KEY, b"[]"))
+    if not runner.keys:  # the keys half's rows are counted again by the stage's own pass
+        history.append({"index": index, "name": runner.stage.name, **stats})
+    metadata[commit.STATS_METADATA_KEY] = json.dumps(history).encode()
+    return out.replace_schema_metadata(metadata)
+
+
+class StageTask:
+    """A CPU stage run as Ray tasks; each worker process builds the stage once and reuses it."""
+
+    def __init__(self, params_json: str, context: StageContext, keys: bool = False):
+        self.params_json, self.context, self.keys = params_json, context, keys
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        key = f"{self.context.stage_index}:{self.keys}:{self.params_json}:{self.context.seed}:{self.context.decisions_dir}"
+        if key not in _STAGE_CACHE:
+            _STAGE_CACHE[key] = _build_runner(self.params_json, self.context, self.keys)
+        return _run_stage(_STAGE_CACHE[key], batch, self.context.stage_index)
+
+
+class StageActor:
+    """A model stage in a long-lived actor: the model loads once per actor, not per batch. A failed
+    load is kept and raised on the first batch, so it reaches the driver as our one-line error
+    instead of an actor death Ray retries and prints at length."""
+
+    def __init__(self, params_json: str, context: StageContext, threads: int = 0):
+        import dataclasses
+
+        import ray
+
+        context = dataclasses.replace(context, actor_id=ray.get_runtime_context().get_actor_id())
+        self.index = context.stage_index
+        self.runner: StageRunner | None = None
+        self.error: RaybatchError | None = None
+        if threads:
+            os.environ["OMP_NUM_THREADS"] = str(threads)  # read by torch and BLAS when they load
+        try:
+            self.runner = _build_runner(params_json, context, keys=False)
+        except RaybatchError as exc:  # a model that cannot load, a spec the engine refuses
+            self.error = exc
+        if threads and "torch" in sys.modules:
+            sys.modules["torch"].set_num_threads(threads)
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        if self.error is not None:
+            raise self.error
+        return _run_stage(self.runner, batch, self.index)
