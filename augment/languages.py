@@ -16,9 +16,6 @@ from augment.ops import LEXICAL, STOPWORDS, Vocab
 from augment.tokens import MEMO_LIMIT, parse
 
 _LATIN = regex.compile(r"\p{Latin}")
-_KANA = regex.compile(r"[\p{Hiragana}\p{Katakana}]")
-_HANGUL = regex.compile(r"\p{Hangul}")
-_HAN = regex.compile(r"\p{Han}")
 
 
 def _english(core: str, vocab: Vocab) -> int:
@@ -68,15 +65,8 @@ def _english_counts(text: str, vocab: Vocab) -> tuple[int, int]:
 
 
 def detect(text: str) -> str:
-    """A row's dominant language as an ISO 639-1 code: script rules where they are sure (kana is
-    Japanese, Hangul Korean, Han dominant Chinese), py3langid's offline model otherwise."""
-    if _KANA.search(text):
-        return "ja"
-    if _HANGUL.search(text):
-        return "ko"
-    han = len(_HAN.findall(text))
-    if han and han * 3 >= len(_LATIN.findall(text)):  # a Chinese word is one or two characters
-        return "zh"
-    import py3langid  # its model ships in the package; loaded once, on the first row that needs it
+    """A row's dominant language as an ISO 639-1 code ("und" when nothing can be said): the corpus
+    language identifier's script rules and offline model (jobs.hygiene.langid)."""
+    from jobs.hygiene import langid  # loads py3langid's bundled model once, on the first row that needs it
 
-    return py3langid.classify(text)[0]
+    return langid.detect(text)[0]

@@ -37,6 +37,7 @@ def part_path(folder: str, shard: int) -> str:
 def write_work_block(loc: OutputLocation, segment: int, block: pa.Table) -> list[dict]:
     """Write a block's rows, all of them with the runner's columns, one part per shard."""
     folder = segment_dir(loc, segment)
+    loc.fs.create_dir(folder, recursive=True)
     written = []
     for shard in sorted(pc.unique(block[SHARD]).to_pylist() if block.num_rows else []):
         part = block.filter(pc.equal(block[SHARD], shard))
@@ -105,6 +106,7 @@ class WorkRows:
 def write_decisions(loc: OutputLocation, stage: int, removed: pa.Table) -> None:
     """A whole-input stage's decisions, one file per shard that loses rows, `_DONE` last."""
     folder = decisions_dir(loc, stage)
+    loc.fs.create_dir(folder, recursive=True)
     for shard in sorted(pc.unique(removed["shard"]).to_pylist() if removed.num_rows else []):
         rows = removed.filter(pc.equal(removed["shard"], shard)).select(["row_id", "reason", "of"])
         write_parquet(loc, part_path(folder, shard), rows, "zstd")

@@ -12,6 +12,9 @@ from jobs.errors import SpecError
 
 STAGES: dict[str, str] = {
     "clean": "jobs.stages.clean:CleanStage",
+    "langid": "jobs.stages.langid:LangIdStage",
+    "redact": "jobs.stages.redact:RedactStage",
+    "dedup": "jobs.stages.dedup:DedupStage",
     "generate": "jobs.stages.generate:GenerateStage",
     "translate": "jobs.stages.translate:TranslateStage",
     "summarize": "jobs.stages.summarize:SummarizeStage",

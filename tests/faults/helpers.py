@@ -9,7 +9,7 @@ from collections import Counter
 from pathlib import Path
 
 from tests.conftest import ROOT
-from tests.helpers.jobs import read_output, write_spec
+from tests.helpers.jobs import read_filtered, read_output, write_spec
 
 RAYBATCH = [sys.executable, "-m", "jobs"]
 SAMPLE = ROOT / "sample_data" / "reviews"
@@ -41,9 +41,9 @@ def job_spec(path: Path, output: Path, name: str = "faulty", input_path: Path = 
 
 
 def lost_and_doubled(out: Path, input_ids: list[str]) -> tuple[int, int]:
-    """Input rows missing from data + dead letter, and rows present more than once."""
+    """Input rows missing from data + dead letter + _filtered/, and rows present more than once."""
     data, dead, _ = read_output(out)
-    ids = data["row_id"].to_pylist() + (dead["row_id"].to_pylist() if dead.num_rows else [])
+    ids = [i for t in (data, dead, read_filtered(out)) if t.num_rows for i in t["row_id"].to_pylist()]
     counts = Counter(ids)
     lost = sum(1 for i in input_ids if i not in counts)
     doubled = sum(n - 1 for n in counts.values() if n > 1)
@@ -53,4 +53,4 @@ def lost_and_doubled(out: Path, input_ids: list[str]) -> tuple[int, int]:
 def same_rows(a: Path, b: Path) -> bool:
     data_a, dead_a, _ = read_output(a)
     data_b, dead_b, _ = read_output(b)
-    return data_a.equals(data_b) and dead_a.num_rows == dead_b.num_rows
+    return data_a.equals(data_b) and dead_a.num_rows == dead_b.num_rows and read_filtered(a).equals(read_filtered(b))

@@ -34,6 +34,13 @@ def read_output(out: str | Path) -> tuple[pa.Table, pa.Table, dict]:
     return data, dead, manifest
 
 
+def read_filtered(out: str | Path) -> pa.Table:
+    """The rows stages removed on purpose (_filtered/), sorted by row_id."""
+    files = sorted(glob.glob(str(Path(out) / "_filtered" / "*.parquet")))
+    table = pa.concat_tables([pq.read_table(f) for f in files], promote_options="permissive") if files else pa.table({})
+    return table.sort_by("row_id") if table.num_rows else table
+
+
 REQUIRED_MANIFEST_KEYS = {"rows_in", "rows_out", "rows_dead_letter", "files", "stages", "spec", "seed",
                           "started_at", "finished_at", "versions"}
 
@@ -44,10 +51,12 @@ def run(spec_path, *overrides, date="2026-01-31", overwrite=False):
 
 def assert_accounted(out, rows_in):
     data, dead, manifest = read_output(out)
+    filtered = read_filtered(out)
     assert REQUIRED_MANIFEST_KEYS <= manifest.keys()
-    assert manifest["rows_in"] == rows_in == data.num_rows + dead.num_rows
-    assert (manifest["rows_out"], manifest["rows_dead_letter"]) == (data.num_rows, dead.num_rows)
-    ids = data["row_id"].to_pylist() + (dead["row_id"].to_pylist() if dead.num_rows else [])
+    assert manifest["rows_in"] == rows_in == data.num_rows + dead.num_rows + filtered.num_rows
+    assert (manifest["rows_out"], manifest["rows_dead_letter"], manifest["rows_filtered"]) == (
+        data.num_rows, dead.num_rows, filtered.num_rows)
+    ids = [i for t in (data, dead, filtered) if t.num_rows for i in t["row_id"].to_pylist()]
     assert len(ids) == len(set(ids)), "a row was written twice"
     assert sorted(f["path"] for f in manifest["files"]) == sorted(
         os.path.relpath(p, out) for p in glob.glob(f"{out}/data/*.parquet"))

@@ -1,0 +1,1 @@
+"""Corpus hygiene: plain functions behind the clean, langid, redact and dedup stages (no Ray)."""

@@ -1,0 +1,196 @@
+"""The dedup stage: removes exact or near duplicates across the whole input, and rows that copy
+an evaluation set, keeping the first row of each group (input order: file, then row).
+
+Input: `column` (string). Output: no column; removed rows go to `_filtered/` with filter_reason
+`duplicate` (duplicate_of = the kept row's row_id) or `contaminated` (duplicate_of = the eval row,
+as `<file>:<row>`). `exact` compares normalized text (case, width, whitespace, punctuation);
+`near` compares MinHash signatures of shingles, banded for LSH, every candidate pair verified
+against `threshold`, groups by connected components (jobs/hygiene/minhash.py).
+
+It decides from every row of the input, so it runs in two halves (jobs/segments.py): `keys` adds
+each row's hash keys per block, in parallel; `decide` groups all keys once on the driver, in
+numpy, a few bytes per row; `__call__` then marks the removed rows of each block.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from typing import Literal
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from pydantic import Field
+
+from jobs.errors import SpecError
+from jobs.hygiene import dupgroups, minhash
+from jobs.stages.base import SHARD, Stage, StageContext, StageParams, mark_filtered
+
+KEY, BANDS, SIGNATURE = "key", "bands", "signature"
+
+
+class DedupParams(StageParams):
+    column: str
+    method: Literal["exact", "near"] = "exact"
+    threshold: float = Field(0.8, gt=0, le=1, description="near: the Jaccard similarity that makes a duplicate")
+    num_perm: int = Field(256, ge=16, le=512)
+    # Word unigrams (each Chinese character a word): one changed word in a 12-word sentence keeps
+    # a Jaccard near 0.85, where character 5-grams fall to about 0.75 (see jobs/hygiene/minhash.py).
+    shingle: Literal["char", "word"] = "word"
+    ngram: int = Field(1, ge=1, le=32)
+    against: list[str] = Field([], description="globs of eval-set Parquet files; rows that copy them are removed")
+    against_column: str | None = Field(None, description="the eval sets' text column; default: column")
+
+
+class DedupStage(Stage):
+    name = "dedup"
+    Params = DedupParams
+    whole_input = True
+
+    def __init__(self, params: DedupParams, context: StageContext):
+        super().__init__(params, context)
+        self.hasher = _hasher(params)
+        self.prefix = f"_rb_dedup{context.stage_index}_"
+
+    @classmethod
+    def input_columns(cls, params: DedupParams) -> dict[str, str]:
+        return {params.column: "string"}
+
+    @classmethod
+    def preflight(cls, params: DedupParams) -> None:
+        for pattern in params.against:
+            files = sorted(glob.glob(pattern))
+            if not files:
+                raise SpecError(f"against: {pattern!r} matches no file")
+            for path in files:
+                names = pq.read_schema(path).names
+                if _eval_column(params) not in names:
+                    raise SpecError(f"against: {path} has no column {_eval_column(params)!r}; it has "
+                                    f"{', '.join(names)} (set against_column)")
+
+    @classmethod
+    def extra_inputs(cls, params: DedupParams) -> list[str]:
+        return sorted(p for pattern in params.against for p in glob.glob(pattern))
+
+    def keys(self, batch: pa.Table) -> pa.Table:
+        texts = batch[self.params.column].to_pylist()
+        for name, values in _keys(self.hasher, self.params, texts).items():
+            batch = batch.append_column(self.prefix + name, values)
+        return batch
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        batch = batch.drop_columns([c for c in batch.column_names if c.startswith(self.prefix)])
+        removed: dict[str, tuple[str, str | None]] = {}
+        from jobs.commit.work import read_decisions
+
+        for shard in pc.unique(batch[SHARD]).to_pylist():
+            removed.update(read_decisions(self.context.decisions_dir, shard))
+        ids = batch["row_id"].to_pylist()
+        marks = {i: removed[row_id] for i, row_id in enumerate(ids) if row_id in removed}
+        for reason, _ in marks.values():
+            self.count(f"filtered_{reason}")
+        return mark_filtered(batch, marks)
+
+    @classmethod
+    def decide(cls, params: DedupParams, rows, context: StageContext) -> pa.Table:
+        prefix = f"_rb_dedup{context.stage_index}_"
+        hasher = _hasher(params)
+        evals, eval_keys = _eval_rows(params, hasher)
+        names = [KEY] if params.method == "exact" else [BANDS]
+        table = rows.columns([prefix + n for n in names])
+        keys, valid = _stack([eval_keys[names[0]], table[prefix + names[0]]])
+        e = len(evals)
+        pairs = dupgroups.candidate_pairs(keys[:, :1] if params.method == "exact" else keys, valid)
+        if params.method == "exact":
+            pairs = pairs[np.all(keys[pairs[:, 0]] == keys[pairs[:, 1]], axis=1)]  # both 64-bit halves
+        elif len(pairs):
+            pairs = pairs[_verified(pairs, e, eval_keys[SIGNATURE], rows, prefix + SIGNATURE, params.threshold)]
+        rep = dupgroups.groups(e + table.num_rows, pairs)
+        lost = np.flatnonzero(rep[e:] != np.arange(e, e + table.num_rows))
+        kept_by = rep[e:][lost]
+        row_ids = table["row_id"]
+        of = [evals[k] if k < e else row_ids[int(k) - e].as_py() for k in kept_by.tolist()]
+        return pa.table({"row_id": row_ids.take(pa.array(lost)), "shard": table[SHARD].take(pa.array(lost)),
+                         "reason": pa.array(["contaminated" if k < e else "duplicate" for k in kept_by.tolist()],
+                                            pa.string()),
+                         "of": pa.array(of, pa.string())})
+
+
+def _hasher(params: DedupParams):
+    if params.method == "exact":
+        return None
+    return minhash.MinHasher(threshold=params.threshold, num_perm=params.num_perm, ngram=params.ngram,
+                             shingle=params.shingle)
+
+
+def _eval_column(params: DedupParams) -> str:
+    return params.against_column or params.column
+
+
+def _keys(hasher, params: DedupParams, texts: list) -> dict[str, pa.Array]:
+    """The key columns of a list of texts: a 128-bit hash of the normalized text (exact), or LSH
+    band keys and the MinHash signature (near). Rows with nothing to compare get nulls."""
+    if params.method == "exact":
+        keys, valid = minhash.exact_keys(texts)
+        return {KEY: _fixed_list(keys, valid, pa.uint64())}
+    sigs, valid = hasher.signatures(texts)
+    return {BANDS: _fixed_list(hasher.band_keys(sigs), valid, pa.uint64()),
+            SIGNATURE: _fixed_list(sigs, valid, pa.uint32())}
+
+
+def _fixed_list(matrix: np.ndarray, valid: np.ndarray, type_: pa.DataType) -> pa.Array:
+    flat = pa.array(np.ascontiguousarray(matrix).reshape(-1), type_)
+    width = matrix.shape[1] if matrix.ndim == 2 else 1
+    return pa.FixedSizeListArray.from_arrays(flat, width, mask=pa.array(~valid))
+
+
+def _stack(columns: list) -> tuple[np.ndarray, np.ndarray]:
+    """A list of fixed-size-list columns as one (n, width) matrix and the valid mask."""
+    arrays = [c.combine_chunks() if isinstance(c, pa.ChunkedArray) else c for c in columns]
+    arrays = [a for a in arrays if len(a)]
+    if not arrays:
+        return np.zeros((0, 1), np.uint64), np.zeros(0, bool)
+    width = arrays[0].type.list_size
+    matrix = np.concatenate([a.flatten().to_numpy(zero_copy_only=False).reshape(-1, width)
+                             if a.null_count == 0 else _filled(a, width) for a in arrays])
+    valid = np.concatenate([np.asarray(a.is_valid()) for a in arrays]).astype(bool)
+    return matrix, valid
+
+
+def _filled(array: pa.FixedSizeListArray, width: int) -> np.ndarray:
+    """Values of a fixed-size-list array with nulls, null rows as zeros (the valid mask hides them)."""
+    out = np.zeros((len(array), width), array.type.value_type.to_pandas_dtype())
+    valid = np.asarray(array.is_valid()).astype(bool)
+    out[valid] = array.filter(pa.array(valid)).flatten().to_numpy(zero_copy_only=False).reshape(-1, width)
+    return out
+
+
+def _eval_rows(params: DedupParams, hasher) -> tuple[list[str], dict[str, pa.Array]]:
+    """The eval sets' rows, named `<file>:<row>`, and their keys."""
+    names, texts = [], []
+    for path in DedupStage.extra_inputs(params):
+        column = pq.read_table(path, columns=[_eval_column(params)])[0].to_pylist()
+        names.extend(f"{path}:{i}" for i in range(len(column)))
+        texts.extend(column)
+    return names, _keys(hasher, params, texts)
+
+
+def _verified(pairs: np.ndarray, e: int, eval_sigs: pa.Array, rows, column: str, threshold: float) -> np.ndarray:
+    """Which candidate pairs really are near duplicates: their signatures agree on >= threshold of
+    the permutations (LSH alone lets through pairs that only share one band). Only the signatures
+    of rows in some pair are read back (rows 0..e-1 are the eval rows, held in memory)."""
+    needed = np.unique(pairs)
+    from_eval, from_input = needed[needed < e], needed[needed >= e]
+    parts = []
+    if len(from_eval):
+        parts.append(_stack([eval_sigs])[0][from_eval])
+    if len(from_input):
+        parts.append(_stack([rows.gather(column, from_input - e)])[0])
+    sigs = np.concatenate(parts)  # in the order of `needed`: eval rows first, both sorted
+    a, b = np.searchsorted(needed, pairs[:, 0]), np.searchsorted(needed, pairs[:, 1])
+    ok = np.empty(len(pairs), bool)
+    for lo in range(0, len(pairs), 1 << 16):  # bounded memory however many pairs there are
+        ok[lo:lo + (1 << 16)] = dupgroups.similar(sigs[a[lo:lo + (1 << 16)]], sigs[b[lo:lo + (1 << 16)]]) >= threshold
+    return ok
