@@ -27,6 +27,7 @@ $(VENV)/.installed: pyproject.toml
 
 demo: setup
 	$(BIN)/raybatch run jobs/specs/sample_clean.yaml --overwrite
+	$(BIN)/raybatch run jobs/specs/hygiene_corpus.yaml --overwrite
 	$(BIN)/raybatch run jobs/specs/augment_corpus.yaml --overwrite
 	$(BIN)/raybatch export jobs/specs/augment_corpus.yaml --overwrite
 	$(BIN)/python tools/build_demo_model.py

@@ -23,7 +23,8 @@ def print_summary(manifest: dict, output_path: str) -> None:
     seconds = manifest.get("seconds") or 0.0
     rate = manifest["rows_in"] / seconds if seconds else 0.0
     table = Table(title=f"{manifest.get('name')}: {manifest['rows_in']} rows in, {manifest['rows_out']} out, "
-                        f"{manifest['rows_dead_letter']} dead letter, {seconds:.1f}s ({rate:,.0f} rows/s)")
+                        f"{manifest['rows_dead_letter']} dead letter, {manifest.get('rows_filtered', 0)} filtered, "
+                        f"{seconds:.1f}s ({rate:,.0f} rows/s)")
     for column in ("stage", "rows in", "rows out", "dead", "seconds", "rows/s"):
         table.add_column(column, justify="left" if column == "stage" else "right")
     for stage in manifest["stages"]:
@@ -36,6 +37,8 @@ def print_summary(manifest: dict, output_path: str) -> None:
     console.print(f"output: {output_path}/data ({len(manifest['files'])} file(s))")
     if manifest["rows_dead_letter"]:
         console.print(f"dead letter: {output_path}/_dead_letter ({manifest['rows_dead_letter']} row(s))")
+    if manifest.get("rows_filtered"):
+        console.print(f"filtered: {output_path}/_filtered ({manifest['rows_filtered']} row(s) removed on purpose)")
     console.print(f"manifest: {output_path}/_manifest.json")
 
 

@@ -32,26 +32,31 @@ def candidate_pairs(keys: np.ndarray, valid: np.ndarray | None = None) -> np.nda
     """(m, 2) int64 unique pairs (i, j), i < j, of valid rows that share a key in any column of
     `keys` ((n, k) uint64: band keys, optionally with an exact-key column stacked on). One column
     at a time, so the working memory is a few arrays of n, never all pairs of a bucket."""
-    keys = np.asarray(keys)
+    keys = np.asarray(keys, dtype=np.uint64)
     if keys.ndim == 1:
         keys = keys[:, None]
     n = keys.shape[0]
-    rows = np.arange(n, dtype=np.int64) if valid is None else np.flatnonzero(np.asarray(valid, dtype=bool))
+    rows = np.arange(n, dtype=np.uint64) if valid is None else np.flatnonzero(np.asarray(valid, dtype=bool))
+    rows = rows.astype(np.uint64)
+    # One sortable word per row: the key's top bits above the row index. A plain sort of it is
+    # several times faster than argsort and orders each bucket by row, so its first row leads
+    # the star. Keys that agree only in the top bits (about 45 pairs per column at 10M rows) are
+    # spurious candidates that verification removes.
+    index_bits = np.uint64(max(1, int(n - 1).bit_length()))
     found: list[np.ndarray] = []
     for column in range(keys.shape[1]):
-        values = keys[rows, column]
-        order = np.argsort(values, kind="stable")  # stable: a bucket lists its rows in index order
-        ranked = values[order]
-        follower = np.empty(ranked.size, dtype=bool)
+        word = np.sort((keys[rows, column] >> index_bits << index_bits) | rows)
+        bucket = word >> index_bits
+        follower = np.empty(word.size, dtype=bool)
         follower[:1] = False
-        np.equal(ranked[1:], ranked[:-1], out=follower[1:])
+        np.equal(bucket[1:], bucket[:-1], out=follower[1:])
         if not follower.any():
             continue
-        members = rows[order]
+        del bucket
+        members = (word & ((np.uint64(1) << index_bits) - np.uint64(1))).astype(np.int64)
         # Each follower's bucket starts at the last non-follower at or before it.
-        leader_pos = np.maximum.accumulate(np.where(follower, 0, np.arange(ranked.size)))
-        leaders, followers = members[leader_pos[follower]], members[follower]
-        found.append(leaders * np.int64(n) + followers)
+        leader_pos = np.maximum.accumulate(np.where(follower, 0, np.arange(word.size)))
+        found.append(members[leader_pos[follower]] * np.int64(n) + members[follower])
     if not found:
         return np.empty((0, 2), dtype=np.int64)
     codes = np.unique(np.concatenate(found))
