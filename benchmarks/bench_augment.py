@@ -23,14 +23,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
-import threading
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from measure import run_measured  # noqa: E402
+
 SST2 = ROOT.parent / "shared" / "data" / "eda" / "4_full" / "sst2" / "train_orig.txt"
 RATE = 0.1
 OPS = ("substitute", "insert", "reorder", "delete")
@@ -64,57 +65,6 @@ def make_input(path: Path, rows: int) -> None:
             out.write_table(pa.table({"id": [f"sst2-{i:08d}" for i in span],
                                       "text": [base[i % len(base)][1] for i in span],
                                       "label": [base[i % len(base)][0] for i in span]}), row_group_size=50_000)
-
-
-class PeakMemory:
-    """Samples the largest PSS (or RSS) sum over a process and its descendants."""
-
-    def __init__(self, pid: int):
-        import psutil
-
-        self.process = psutil.Process(pid)
-        self.peak = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _sample(self) -> int:
-        import psutil
-
-        total = 0
-        try:
-            procs = [self.process, *self.process.children(recursive=True)]
-        except psutil.Error:
-            return 0
-        for proc in procs:
-            try:
-                info = proc.memory_full_info()
-                total += getattr(info, "pss", 0) or info.rss
-            except psutil.Error:
-                continue
-        return total
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, self._sample())
-            self._stop.wait(0.2)
-
-    def stop(self) -> int:
-        self._stop.set()
-        self._thread.join()
-        return self.peak
-
-
-def run_measured(cmd: list[str], env: dict | None = None) -> tuple[float, int, str]:
-    started = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=ROOT)
-    meter = PeakMemory(proc.pid)
-    output, _ = proc.communicate()
-    seconds = time.perf_counter() - started
-    peak = meter.stop()
-    if proc.returncode != 0:
-        sys.exit(f"command failed ({proc.returncode}): {' '.join(cmd)}\n{output[-3000:]}")
-    return seconds, peak, output
 
 
 def run_raybatch(input_path: Path, work: Path, workload: str, shard_rows: int) -> dict:

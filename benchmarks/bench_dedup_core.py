@@ -52,12 +52,12 @@ def originals_pool() -> list[str]:
     return list(seen.values())
 
 
-def make_rows(total: int, edit_share: float, seed: int):
-    """(rows, n_originals, source, position): originals (at most half the rows), then copies of
-    them; copy k (k >= n_originals, before the shuffle) copies original source[k], and the shuffle
-    put row k at position[k]."""
+def make_rows(total: int, edit_share: float, seed: int, pool: list[str] | None = None):
+    """(rows, n_originals, source, position): originals (at most half the rows, drawn from `pool`,
+    default originals_pool()), then copies of them; copy k (k >= n_originals, before the shuffle)
+    copies original source[k], and the shuffle put row k at position[k]."""
     rng = random.Random(seed)
-    pool = originals_pool()
+    pool = pool if pool is not None else originals_pool()
     n_orig = min(len(pool), total // 2)
     originals = rng.sample(pool, n_orig)
     vocab = sorted({w for s in pool for w in s.split()})

@@ -18,7 +18,7 @@ from jobs.inputs import Shard, resolve_filesystem
 from jobs.plan import JobPlan
 from jobs.reader import read_shard
 from jobs.segments import Segment, split
-from jobs.stages.base import StageContext, StageParams
+from jobs.stages.base import KEYS_PREFIX, StageContext, StageParams
 from jobs.workers import StageActor, StageTask
 
 
@@ -207,10 +207,15 @@ def _read_batch(items: pa.Table, schema: pa.Schema, id_column: str | None, input
 
 
 def _read_work_batch(items: pa.Table, folder: str) -> pa.Table:
-    """Read back the work parts of one block of the shard list, as the previous segment left them."""
+    """Read back the work parts of one block of the shard list, as the previous segment left them,
+    without the key columns only the driver's decision needed."""
     import pyarrow.parquet as pq
 
-    tables = [pq.read_table(commit.part_path(folder, item["index"])) for item in items.to_pylist()]
+    tables = []
+    for item in items.to_pylist():
+        path = commit.part_path(folder, item["index"])
+        names = pq.read_schema(path).names
+        tables.append(pq.read_table(path, columns=[c for c in names if not c.startswith(KEYS_PREFIX)]))
     return pa.concat_tables(tables) if len(tables) > 1 else tables[0]
 
 

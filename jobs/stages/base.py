@@ -34,6 +34,9 @@ ERROR = "_rb_error"
 FILTER_STAGE = "_rb_filter_stage"
 FILTER_REASON = "_rb_filter_reason"
 FILTER_OF = "_rb_filter_of"
+# A whole-input stage's key columns (`keys` adds them for `decide`): `_rb_keys<stage index>_<name>`.
+# Only the driver reads them back; the pass after the decision skips them.
+KEYS_PREFIX = "_rb_keys"
 INTERNAL_COLUMNS = (SHARD, SOURCE, INPUT_ID, ERROR_STAGE, ERROR_TYPE, ERROR, FILTER_STAGE, FILTER_REASON, FILTER_OF)
 ROW_ID = "row_id"
 
@@ -185,6 +188,10 @@ def mark_filtered(batch: pa.Table, filtered: dict[int, tuple[str, str | None]]) 
     of = [filtered[i][1] if i in filtered else None for i in range(batch.num_rows)]
     batch = set_column(batch, FILTER_REASON, pa.array(reasons, pa.string()))
     return set_column(batch, FILTER_OF, pa.array(of, pa.string()))
+
+
+def key_column(stage_index: int, name: str) -> str:
+    return f"{KEYS_PREFIX}{stage_index}_{name}"
 
 
 def set_column(table: pa.Table, name: str, values: pa.Array | pa.ChunkedArray) -> pa.Table:

@@ -26,7 +26,7 @@ from pydantic import Field
 
 from jobs.errors import SpecError
 from jobs.hygiene import dupgroups, minhash
-from jobs.stages.base import SHARD, Stage, StageContext, StageParams, mark_filtered
+from jobs.stages.base import SHARD, Stage, StageContext, StageParams, key_column, mark_filtered
 
 KEY, BANDS, SIGNATURE = "key", "bands", "signature"
 
@@ -52,7 +52,6 @@ class DedupStage(Stage):
     def __init__(self, params: DedupParams, context: StageContext):
         super().__init__(params, context)
         self.hasher = _hasher(params)
-        self.prefix = f"_rb_dedup{context.stage_index}_"
 
     @classmethod
     def input_columns(cls, params: DedupParams) -> dict[str, str]:
@@ -77,11 +76,11 @@ class DedupStage(Stage):
     def keys(self, batch: pa.Table) -> pa.Table:
         texts = batch[self.params.column].to_pylist()
         for name, values in _keys(self.hasher, self.params, texts).items():
-            batch = batch.append_column(self.prefix + name, values)
+            batch = batch.append_column(key_column(self.context.stage_index, name), values)
         return batch
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        batch = batch.drop_columns([c for c in batch.column_names if c.startswith(self.prefix)])
+        batch = batch.drop_columns([c for c in batch.column_names if c.startswith(key_column(self.context.stage_index, ""))])
         removed: dict[str, tuple[str, str | None]] = {}
         from jobs.commit.work import read_decisions
 
@@ -95,7 +94,7 @@ class DedupStage(Stage):
 
     @classmethod
     def decide(cls, params: DedupParams, rows, context: StageContext) -> pa.Table:
-        prefix = f"_rb_dedup{context.stage_index}_"
+        prefix = key_column(context.stage_index, "")
         hasher = _hasher(params)
         evals, eval_keys = _eval_rows(params, hasher)
         names = [KEY] if params.method == "exact" else [BANDS]
@@ -111,11 +110,14 @@ class DedupStage(Stage):
         lost = np.flatnonzero(rep[e:] != np.arange(e, e + table.num_rows))
         kept_by = rep[e:][lost]
         row_ids = table["row_id"]
-        of = [evals[k] if k < e else row_ids[int(k) - e].as_py() for k in kept_by.tolist()]
+        by_eval = kept_by < e
+        of = row_ids.take(pa.array(np.where(by_eval, 0, kept_by - e))).combine_chunks()
+        if by_eval.any():
+            names = pa.array(evals, pa.string()).take(pa.array(np.where(by_eval, kept_by, 0)))
+            of = pc.if_else(pa.array(by_eval), names, of)
         return pa.table({"row_id": row_ids.take(pa.array(lost)), "shard": table[SHARD].take(pa.array(lost)),
-                         "reason": pa.array(["contaminated" if k < e else "duplicate" for k in kept_by.tolist()],
-                                            pa.string()),
-                         "of": pa.array(of, pa.string())})
+                         "reason": pc.if_else(pa.array(by_eval), "contaminated", "duplicate"),
+                         "of": of.cast(pa.string())})
 
 
 def _hasher(params: DedupParams):
@@ -136,8 +138,10 @@ def _keys(hasher, params: DedupParams, texts: list) -> dict[str, pa.Array]:
         keys, valid = minhash.exact_keys(texts)
         return {KEY: _fixed_list(keys, valid, pa.uint64())}
     sigs, valid = hasher.signatures(texts)
+    # Verification compares the low 16 bits of each value: half the bytes to write and read back,
+    # and two different minima agree there with probability 2^-16, a negligible bias.
     return {BANDS: _fixed_list(hasher.band_keys(sigs), valid, pa.uint64()),
-            SIGNATURE: _fixed_list(sigs, valid, pa.uint32())}
+            SIGNATURE: _fixed_list(sigs.astype(np.uint16), valid, pa.uint16())}
 
 
 def _fixed_list(matrix: np.ndarray, valid: np.ndarray, type_: pa.DataType) -> pa.Array:
@@ -147,22 +151,27 @@ def _fixed_list(matrix: np.ndarray, valid: np.ndarray, type_: pa.DataType) -> pa
 
 
 def _stack(columns: list) -> tuple[np.ndarray, np.ndarray]:
-    """A list of fixed-size-list columns as one (n, width) matrix and the valid mask."""
-    arrays = [c.combine_chunks() if isinstance(c, pa.ChunkedArray) else c for c in columns]
-    arrays = [a for a in arrays if len(a)]
-    if not arrays:
+    """A list of fixed-size-list columns as one (n, width) matrix and the valid mask, chunk by
+    chunk (a chunk without nulls is read in place), so the matrix is the only full copy."""
+    chunks = [chunk for c in columns for chunk in (c.chunks if isinstance(c, pa.ChunkedArray) else [c]) if len(chunk)]
+    if not chunks:
         return np.zeros((0, 1), np.uint64), np.zeros(0, bool)
-    width = arrays[0].type.list_size
-    matrix = np.concatenate([a.flatten().to_numpy(zero_copy_only=False).reshape(-1, width)
-                             if a.null_count == 0 else _filled(a, width) for a in arrays])
-    valid = np.concatenate([np.asarray(a.is_valid()) for a in arrays]).astype(bool)
+    width = chunks[0].type.list_size
+    matrix = np.concatenate([_values(chunk, width) for chunk in chunks])
+    valid = np.concatenate([chunk.is_valid().to_numpy(zero_copy_only=False) for chunk in chunks]).astype(bool)
     return matrix, valid
+
+
+def _values(chunk: pa.FixedSizeListArray, width: int) -> np.ndarray:
+    if chunk.null_count == 0:
+        return chunk.values[chunk.offset * width:(chunk.offset + len(chunk)) * width].to_numpy().reshape(-1, width)
+    return _filled(chunk, width)
 
 
 def _filled(array: pa.FixedSizeListArray, width: int) -> np.ndarray:
     """Values of a fixed-size-list array with nulls, null rows as zeros (the valid mask hides them)."""
     out = np.zeros((len(array), width), array.type.value_type.to_pandas_dtype())
-    valid = np.asarray(array.is_valid()).astype(bool)
+    valid = array.is_valid().to_numpy(zero_copy_only=False).astype(bool)
     out[valid] = array.filter(pa.array(valid)).flatten().to_numpy(zero_copy_only=False).reshape(-1, width)
     return out
 

@@ -64,3 +64,17 @@ def test_mask_and_pseudonymize_leave_no_value_and_keep_pseudonyms_consistent():
     assert first == again and "example" not in first
     assert names[2] == names[4] != names[6]  # the same address (any case) gets the same pseudonym
     assert other_salt != first
+
+
+def test_redact_stage_can_replace_the_raw_column_so_no_copy_of_a_value_stays():
+    import pyarrow as pa
+
+    from jobs.stages.base import StageContext
+    from jobs.stages.redact import RedactParams, RedactStage
+
+    batch = pa.table({"row_id": ["a", "b"], "text": ["mail li.wei@example.cn now", "no personal data here"]})
+    params = RedactParams(use="redact", column="text", output_column="text")
+    out = RedactStage(params, StageContext("j", 0, 0, "redact"))(batch)
+    assert out.column_names == ["row_id", "text", "pii_entities"]
+    assert out["text"].to_pylist() == ["mail <EMAIL> now", "no personal data here"]
+    assert out["pii_entities"].to_pylist() == [["email"], []]
