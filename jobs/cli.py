@@ -32,9 +32,12 @@ def validate(spec: str = typer.Argument(..., help="Job spec (YAML)"),
              set_: Optional[List[str]] = SetOption, date: Optional[str] = DateOption) -> None:
     """Check a spec end to end (keys, stages, input files and columns, models) without running it."""
     from jobs.plan import plan_job
-    from jobs.spec import load_spec
+    from jobs.spec import is_train_spec, load_spec, read_spec_mapping
 
     try:
+        if is_train_spec(read_spec_mapping(spec, set_ or [])):
+            _validate_train(spec, set_ or [], date)
+            return
         job = load_spec(spec, set_ or [], date)
         plan = plan_job(job)
     except RaybatchError as exc:
@@ -67,6 +70,44 @@ def run(spec: str = typer.Argument(..., help="Job spec (YAML)"),
                    f"use --overwrite to redo it")
         return
     print_summary(result.manifest, result.output_path)
+
+
+def _validate_train(spec: str, overrides: list[str], date: Optional[str]) -> None:
+    from jobs.train.runner import plan_train
+    from jobs.train.spec import load_train_spec
+
+    job = load_train_spec(spec, overrides, date)
+    data, source = plan_train(job)
+    splits = ", ".join(f"{name} {rows}" for name, rows in sorted(data.rows.items()))
+    typer.echo(f"ok: {job.name}: train {job.train.task} on {data.path} ({splits}); model {source['source']} "
+               f"({source['revision']}); output: {job.output.path}")
+
+
+@app.command(name="train")
+def train_command(spec: str = typer.Argument(..., help="Train spec (YAML with a train: section)"),
+                  date: Optional[str] = DateOption, set_: Optional[List[str]] = SetOption,
+                  overwrite: bool = typer.Option(False, "--overwrite", help="Replace a committed model (atomically).")
+                  ) -> None:
+    """Fine-tune a model on a committed output with Ray Train; a killed run resumes from its last checkpoint."""
+    from jobs.train.runner import train
+    from jobs.train.spec import load_train_spec
+
+    try:
+        result = train(load_train_spec(spec, set_ or [], date), overwrite=overwrite)
+    except RaybatchError as exc:
+        _fail(exc)
+    if result.skipped:
+        typer.echo(f"skipped: {result.output_path} is already committed (_SUCCESS present); use --overwrite to redo it")
+        return
+    m = result.manifest
+    losses = m["train_loss"]
+    first, last = (losses[0]["loss"], losses[-1]["loss"]) if losses else (float("nan"), float("nan"))
+    metrics = ", ".join(f"{k} {v:.4g}" for k, v in m["eval_metrics"].items() if isinstance(v, (int, float))
+                        and k in ("loss", "accuracy", "macro_f1"))
+    resumed = f", resumed from step {m['resumed_from_step']}" if m["resumed_from_step"] else ""
+    typer.echo(f"{m['name']}: {m['steps']} steps on {m['world_size']} worker(s){resumed}, train loss {first:.4g} → "
+               f"{last:.4g}{'; eval ' + metrics if metrics else ''}; {m['seconds']:.1f}s")
+    typer.echo(f"model: {result.output_path}/model")
 
 
 @app.command()

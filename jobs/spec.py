@@ -79,6 +79,16 @@ def today_utc() -> str:
 
 def load_spec(path: str | Path, overrides: list[str] | None = None, date: str | None = None) -> JobSpec:
     """Read a YAML spec, apply `KEY=VALUE` overrides, validate it and fill {name}/{date} in paths."""
+    return parse_spec(read_spec_mapping(path, overrides), source=str(path), date=date)
+
+
+def is_train_spec(raw: dict) -> bool:
+    """A spec with a `train:` section is a fine-tuning job (jobs/train/), not a data job."""
+    return "train" in raw and "stages" not in raw
+
+
+def read_spec_mapping(path: str | Path, overrides: list[str] | None = None) -> dict:
+    """The YAML mapping of a spec file with `KEY=VALUE` overrides applied; errors name the file."""
     source = str(path)
     try:
         text = Path(path).read_text(encoding="utf-8")
@@ -96,7 +106,7 @@ def load_spec(path: str | Path, overrides: list[str] | None = None, date: str | 
         raise SpecError(f"{source}: a spec is a YAML mapping with name, input, output and stages")
     for item in overrides or []:
         apply_override(raw, item, source)
-    return parse_spec(raw, source=source, date=date)
+    return raw
 
 
 def parse_spec(raw: dict, source: str = "<spec>", date: str | None = None) -> JobSpec:
@@ -115,7 +125,7 @@ def parse_spec(raw: dict, source: str = "<spec>", date: str | None = None) -> Jo
     except ValidationError as exc:
         if raw_stages is not None and not isinstance(raw_stages, list):
             raise SpecError(f"{source}: stages: must be a list of stages") from None
-        raise SpecError(_first_error(exc, source)) from None
+        raise SpecError(first_error(exc, source)) from None
     spec.output_template = spec.output.path
     for field in (spec.input, spec.output):
         field.path = fill_placeholders(field.path, spec.name, date)
@@ -183,10 +193,10 @@ def _parse_stage(item: Any, index: int, source: str) -> StageParams:
     try:
         return cls.Params.model_validate(item)
     except ValidationError as exc:
-        raise SpecError(_first_error(exc, source, prefix=f"stages[{index}]")) from None
+        raise SpecError(first_error(exc, source, prefix=f"stages[{index}]")) from None
 
 
-def _first_error(exc: ValidationError, source: str, prefix: str = "") -> str:
+def first_error(exc: ValidationError, source: str, prefix: str = "") -> str:
     """One line for the first validation error: `file: key.path: message` (all of them if few)."""
     lines = []
     for error in exc.errors()[:3]:

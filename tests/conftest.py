@@ -58,6 +58,14 @@ def ray_local():
     ray.shutdown()
 
 
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory):
+    """Tiny random-weight models (T5, Marian, M2M100, Llama, Qwen2, BERT), built once per session, offline."""
+    from tests.tiny_models import model_set
+
+    return model_set(tmp_path_factory.mktemp("tiny_models"))
+
+
 LEDGER: list[dict] = []
 
 

@@ -17,15 +17,16 @@ import posixpath
 
 import pyarrow.fs as pafs
 
-from jobs.commit.layout import (DATA_DIR, DEAD_DIR, DERIVED_FILES, FILTERED_DIR, MANIFEST, MARKER_DIR, STAMP, SUCCESS,
-                                WORK_DIR,
+from jobs.commit.layout import (DATA_DIR, DEAD_DIR, DERIVED_FILES, FILTERED_DIR, MANIFEST, MARKER_DIR, MODEL_DIR, STAMP,
+                                SUCCESS, WORK_DIR,
                                 OutputLocation, delete_dir, delete_file, fsync_dir, is_file, read_json, write_bytes,
                                 write_json)
 from jobs.commit.models import Manifest
 from jobs.crashpoints import crash_point
 from jobs.errors import JobFailed
 
-OUTPUT_ENTRIES = {DATA_DIR, DEAD_DIR, FILTERED_DIR, MANIFEST, SUCCESS, MARKER_DIR, WORK_DIR, STAMP, *DERIVED_FILES}
+OUTPUT_ENTRIES = {DATA_DIR, DEAD_DIR, FILTERED_DIR, MODEL_DIR, MANIFEST, SUCCESS, MARKER_DIR, WORK_DIR, STAMP,
+                  *DERIVED_FILES}
 AT_FDCWD = -100
 RENAME_EXCHANGE = 2
 
@@ -39,7 +40,7 @@ def publish(loc: OutputLocation, manifest: Manifest) -> None:
     crash_point("publish.recorded")
     _seal(loc, manifest)
     crash_point("publish.sealed")
-    _put_in_place(loc, manifest.run_id)
+    put_in_place(loc, manifest.run_id)
     delete_file(loc.fs, loc.publish_record)
 
 
@@ -56,7 +57,7 @@ def recover(loc: OutputLocation) -> str | None:
                 _clear_leftovers(loc)
             done = done or "the interrupted publish had put this run's output in place"
         elif _run_id(loc, loc.staging) == run_id:
-            _put_in_place(loc, run_id)
+            put_in_place(loc, run_id)
             done = "finished publishing the output of an interrupted run"
         delete_file(loc.fs, loc.publish_record)
     return done
@@ -97,7 +98,7 @@ def _tidy(loc: OutputLocation) -> None:
     fsync_dir(loc.staging)
 
 
-def _put_in_place(loc: OutputLocation, run_id: str) -> None:
+def put_in_place(loc: OutputLocation, run_id: str) -> None:
     _tidy(loc)
     parent = os.path.dirname(loc.path) or "."
     os.makedirs(parent, exist_ok=True)

@@ -23,7 +23,7 @@ _ENGINE_KEYS = ("model", "engine", "engine_kwargs", "batch_invariant", "engine_t
 class ModelParams(StageParams):
     """Spec keys every model stage takes."""
 
-    model: str = Field(description="hub name (org/name) or local folder")
+    model: str = Field(description="hub name (org/name), local folder, or a committed `raybatch train` output")
     engine: Literal["auto", "vllm", "transformers"] = Field(
         "auto", description="auto: vLLM when installed and it supports the model, else transformers")
     engine_kwargs: dict[str, Any] = Field(default_factory=dict, description="vLLM engine arguments, e.g. max_model_len")
@@ -59,6 +59,13 @@ class ModelParams(StageParams):
         if isinstance(value, dict) and "num_gpus" not in value:
             return {**value, "num_gpus": 1}
         return value
+
+    @field_validator("model")
+    @classmethod
+    def _trained_model(cls, value: str) -> str:
+        from jobs.train.output import trained_model_folder
+
+        return trained_model_folder(value)
 
     @field_validator("prompt")
     @classmethod

@@ -1,0 +1,1 @@
+"""Fine-tuning on a committed output with Ray Train (`raybatch train`)."""

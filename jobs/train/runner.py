@@ -1,0 +1,160 @@
+"""One fine-tuning run's lifecycle, as for data jobs: lock → recover → skip a committed output →
+staging (checkpoints kept across kills) → Ray Train → manifest → atomic publish.
+
+Staging holds `_checkpoints/` (the Trainer's, every `save_steps`) under a stamp of the spec, data
+and model: a rerun of the same command resumes from the last checkpoint; anything else starts over.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from jobs import commit
+from jobs.commit.layout import STAMP, OutputLocation, now_iso, read_json, write_json
+from jobs.commit.verify import versions
+from jobs.errors import JobFailed
+from jobs.lock import RunLock
+from jobs.train.data import TrainData, locate, needed_columns
+from jobs.train.output import CHECKPOINT_DIR, MODEL_DIR, RAY_TRAIN_DIR, TRAIN_LOG, model_source, publish_model
+from jobs.train.spec import TrainSpec
+
+
+@dataclass
+class TrainResult:
+    output_path: str
+    skipped: bool
+    manifest: dict | None = None
+
+
+def plan_train(spec: TrainSpec) -> tuple[TrainData, dict]:
+    """Everything checked before Ray starts: the data, its splits and columns, the model's files."""
+    from jobs.engine.loading import check_model_files
+
+    data = locate(spec.train)
+    check_model_files(spec.train.model, spec.train.revision, trust_remote_code=False, allow_pickle=False)
+    loc = OutputLocation.for_uri(spec.output.path)
+    loc.check_replaceable(spec.name)
+    return data, model_source(spec.train.model, spec.train.revision)
+
+
+def train(spec: TrainSpec, overwrite: bool = False) -> TrainResult:
+    data, source = plan_train(spec)
+    loc = OutputLocation.for_uri(spec.output.path)
+    with RunLock(loc.lock_path, f"output {loc.path}"):
+        commit.recover(loc)
+        loc.check_replaceable(spec.name)
+        if loc.is_committed() and not overwrite:
+            return TrainResult(loc.path, skipped=True)
+        if loc.is_committed():
+            loc.check_unchanged()
+        started, started_at = time.time(), now_iso()
+        fingerprint = _fingerprint(spec, data, source)
+        staging = _prepare_staging(loc, fingerprint, spec.name)
+        resume_from = _last_checkpoint(staging / CHECKPOINT_DIR)
+        log, world_size = _fit(spec, data, source, staging, resume_from)
+        manifest = _manifest(spec, data, source, fingerprint, log, world_size, resume_from, started, started_at)
+        publish_model(loc, manifest)
+    return TrainResult(loc.path, skipped=False, manifest=manifest)
+
+
+def _fingerprint(spec: TrainSpec, data: TrainData, source: dict) -> str:
+    digest = hashlib.sha256(json.dumps([spec.resolved(), data.record_sha256, source], sort_keys=True).encode())
+    return digest.hexdigest()
+
+
+def _prepare_staging(loc: OutputLocation, fingerprint: str, name: str) -> Path:
+    """Staging kept when its stamp matches (a resume), wiped when it is ours but stale."""
+    loc.check_staging_is_ours()
+    staging = Path(loc.staging)
+    stamp = read_json(loc.fs, str(staging / STAMP)) if staging.exists() else {}
+    if stamp.get("fingerprint") != fingerprint:
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+        write_json(loc.fs, str(staging / STAMP), {"fingerprint": fingerprint, "job": name, "created_at": now_iso()})
+    return staging
+
+
+def _last_checkpoint(folder: Path) -> str | None:
+    steps = [(int(p.name.split("-")[1]), p) for p in folder.glob("checkpoint-*")
+             if p.name.split("-")[1].isdigit() and (p / "trainer_state.json").is_file()]
+    return str(max(steps)[1]) if steps else None
+
+
+def _fit(spec: TrainSpec, data: TrainData, source: dict, staging: Path, resume_from: str | None) -> tuple[dict, int]:
+    import ray
+    from ray.train import DataConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    from jobs.pipeline import init_ray
+    from jobs.train.loop import train_loop
+
+    section, resources = spec.train, spec.train.resources
+    init_ray()
+    ray.data.DataContext.get_current().enable_progress_bars = False  # the datasets carry it to the workers
+    columns = needed_columns(section)
+    datasets = {"train": ray.data.from_arrow(data.table(section.train_split, columns))}
+    if section.eval_split:
+        datasets["eval"] = ray.data.from_arrow(data.table(section.eval_split, columns))
+    labels = None
+    if section.task == "classify":
+        labels = sorted({str(v) for v in data.table(section.train_split, [section.label_column])[0].to_pylist()})
+    workers = resources.num_workers
+    per_worker = data.rows[section.train_split] // workers
+    if per_worker < 1:
+        raise JobFailed(f"train.resources.num_workers: {workers} workers for {data.rows[section.train_split]} "
+                        f"training rows; use fewer workers")
+    steps_per_epoch = -(-per_worker // section.batch_size)
+    max_steps = section.max_steps or max(1, round((section.epochs or 1) * steps_per_epoch))
+    cores = os.cpu_count() or 1
+    config = {"section": section.model_dump(mode="json"), "model_dir": source["path"], "seed": spec.seed,
+              "checkpoints": str(staging / CHECKPOINT_DIR), "model_out": str(staging / MODEL_DIR),
+              "log_out": str(staging / TRAIN_LOG), "resume_from": resume_from, "max_steps": max_steps, "steps_per_epoch": steps_per_epoch,
+              "labels": labels, "has_eval": "eval" in datasets, "use_gpu": resources.use_gpu,
+              # Ray pins torch to num_cpus threads; on this machine's own Ray the workers share its cores.
+              "threads": max(1, int(resources.cpus_per_worker) if os.environ.get("RAY_ADDRESS") else cores // workers)}
+    trainer = TorchTrainer(
+        train_loop, train_loop_config=config, datasets=datasets,
+        dataset_config=DataConfig(datasets_to_split=["train"]),
+        scaling_config=ScalingConfig(num_workers=workers, use_gpu=resources.use_gpu,
+                                     resources_per_worker={"CPU": resources.cpus_per_worker}),
+        run_config=RunConfig(name=f"{spec.name}-{uuid.uuid4().hex[:8]}", storage_path=str(staging / RAY_TRAIN_DIR)))
+    try:
+        trainer.fit()
+    except Exception as exc:  # Ray Train wraps a worker's error: one line, the worker's own words
+        raise JobFailed(f"training failed: {_root_cause(exc)}") from None
+    log = json.loads((staging / TRAIN_LOG).read_text(encoding="utf-8"))
+    return {**log, "max_steps": max_steps}, workers
+
+
+def _root_cause(exc: BaseException) -> str:
+    seen = exc
+    while getattr(seen, "cause", None) is not None or seen.__cause__ is not None:
+        seen = getattr(seen, "cause", None) or seen.__cause__
+    text = " ".join(str(seen).split())
+    return f"{type(seen).__name__}: {text[:500]}"
+
+
+def _manifest(spec: TrainSpec, data: TrainData, source: dict, fingerprint: str, log: dict, world_size: int,
+              resume_from: str | None, started: float, started_at: str) -> dict:
+    history = log["log_history"]
+    train_loss = [{"step": h["step"], "loss": h["loss"]} for h in history if "loss" in h]
+    eval_loss = [{"step": h["step"], "loss": h["eval_loss"]} for h in history if "eval_loss" in h]
+    last_eval = next((h for h in reversed(history) if "eval_loss" in h), {})
+    return {
+        "kind": "train", "name": spec.name, "run_id": uuid.uuid4().hex, "fingerprint": fingerprint,
+        "data": {"path": data.path, "record": data.record, "record_sha256": data.record_sha256, "rows": data.rows},
+        "model": source, "task": spec.train.task, "hyperparameters": spec.train.hyperparameters(),
+        "world_size": world_size, "steps": log["global_step"], "max_steps": log["max_steps"],
+        "resumed_from_step": int(Path(resume_from).name.split("-")[1]) if resume_from else None,
+        "train_loss": train_loss, "eval_loss": eval_loss,
+        "eval_metrics": {k.removeprefix("eval_"): v for k, v in last_eval.items() if k.startswith("eval_")},
+        "log_history": history, "spec": spec.resolved(), "seed": spec.seed, "versions": versions(),
+        "started_at": started_at, "finished_at": now_iso(), "seconds": round(time.time() - started, 3),
+    }
