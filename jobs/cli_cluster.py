@@ -49,16 +49,19 @@ def submit(spec: str = typer.Argument(..., help="Job spec (YAML)"),
                                      "succeeded, 1 if it failed or was stopped, 3 if its lock was held."),
            connect_timeout: float = typer.Option(60.0, "--connect-timeout", metavar="SECONDS", help="Keep "
                                                  "retrying this long while the cluster is starting.")) -> None:
-    """Submit a job to a Ray cluster (Jobs API); prints the job id."""
-    from jobs.spec import load_spec, today_utc
+    """Submit a job, or a fine-tuning (a spec with train:), to a Ray cluster (Jobs API); prints the job id."""
+    from jobs.spec import is_train_spec, load_spec, read_spec_mapping, today_utc
+    from jobs.train.spec import load_train_spec
 
     try:
         date = date or today_utc()
-        job = load_spec(spec, set_ or [], date)  # a bad spec or --set fails here, not on the cluster
+        training = is_train_spec(read_spec_mapping(spec, set_ or []))
+        # A bad spec or --set fails here, not on the cluster.
+        job = (load_train_spec if training else load_spec)(spec, set_ or [], date)
         from ray_cluster.submit import Cluster
 
         cluster = Cluster(address, connect_timeout=connect_timeout)
-        job_id = cluster.submit(spec, date, set_ or [], job.name)
+        job_id = cluster.submit(spec, date, set_ or [], job.name, "train" if training else "run")
         typer.echo(job_id)
         if not wait:
             typer.echo(f"follow it: raybatch logs {job_id} --follow --address {cluster.address}", err=True)
@@ -190,9 +193,13 @@ def cluster_down(directory: Optional[Path] = ClusterDirOption) -> None:
 def report(output: Path = typer.Argument(..., metavar="OUTPUT", help="A committed output folder."),
            column: Optional[str] = typer.Option(None, "--column", help="Text column for the length histogram "
                                                 "(default: the first stage's column).")) -> None:
-    """Summarize a committed output and write OUTPUT/report.html (throughput, lengths, dead letters)."""
+    """Summarize a committed output and write OUTPUT/report.html (throughput, lengths, dead letters);
+    a fine-tuning output's report.html (loss curves, eval metrics) was written when it was committed."""
     from jobs.report import load_report, print_report, write_html
+    from jobs.train.report import print_train_report
 
+    if print_train_report(output, typer.echo):  # a fine-tuning output carries its report already
+        return
     try:
         data = load_report(output, column)
     except OurErrors as exc:

@@ -148,8 +148,9 @@ def stage_working_dir(root: Path, spec: Path, dest: Path) -> WorkingDir:
     return WorkingDir(dest, spec_rel, len(sizes), total)
 
 
-def build_entrypoint(spec_rel: str, date: str, overrides: list[str]) -> str:
-    parts = ["python", "-m", "jobs", "run", spec_rel, "--date", date]
+def build_entrypoint(spec_rel: str, date: str, overrides: list[str], command: str = "run") -> str:
+    """`python -m jobs run|train SPEC --date …` as the cluster's driver runs it."""
+    parts = ["python", "-m", "jobs", command, spec_rel, "--date", date]
     for item in overrides:
         parts += ["--set", item]
     return " ".join(shlex.quote(p) for p in parts)
@@ -212,14 +213,14 @@ class Cluster:
 
     # ---- commands ----
 
-    def submit(self, spec: str | Path, date: str, overrides: list[str], name: str) -> str:
-        """Ship the project and spec, start `python -m jobs run …` on the cluster; return the job id."""
+    def submit(self, spec: str | Path, date: str, overrides: list[str], name: str, command: str = "run") -> str:
+        """Ship the project and spec, start `python -m jobs run …` (or `train`) on the cluster; return the job id."""
         spec = Path(spec)
         root = project_root()
         submission_id = f"raybatch-{name}-{date}-{time.strftime('%H%M%S', time.gmtime())}-{secrets.token_hex(3)}"
         with tempfile.TemporaryDirectory(prefix="raybatch-submit-") as tmp:
             working = stage_working_dir(root, spec, Path(tmp) / "project")
-            entrypoint = build_entrypoint(working.spec, date, overrides)
+            entrypoint = build_entrypoint(working.spec, date, overrides, command)
             runtime_env = {"working_dir": str(working.path), "env_vars": {"PYTHONUNBUFFERED": "1"}}
             metadata = {"raybatch_job": name, "date": date, "spec": working.spec}
             client = self.client

@@ -35,7 +35,7 @@ DERIVED_FILES = ("report.html",)  # written into a committed output by `raybatch
 # A fine-tuning output: the model, and while it trains, the Trainer's checkpoints and Ray Train's files.
 MODEL_DIR, CHECKPOINT_DIR, RAY_TRAIN_DIR, TRAIN_LOG = "model", "_checkpoints", "_ray", "_train_log.json"
 STAGING_ENTRIES = {DATA_DIR, DEAD_DIR, FILTERED_DIR, MARKER_DIR, WORK_DIR, STAMP, MANIFEST, SUCCESS,
-                   MODEL_DIR, CHECKPOINT_DIR, RAY_TRAIN_DIR, TRAIN_LOG}
+                   MODEL_DIR, CHECKPOINT_DIR, RAY_TRAIN_DIR, TRAIN_LOG, *DERIVED_FILES}
 LISTED_FILES = ("files", "dead_letter_files", "filtered_files")  # the manifest's file lists
 
 

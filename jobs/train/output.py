@@ -1,5 +1,5 @@
 """A fine-tuning output: `model/` (safetensors and tokenizer, loadable with `from_pretrained`),
-`_manifest.json` and `_SUCCESS`, published as data outputs are. A model stage can name such an
+`report.html` (written before publishing), `_manifest.json` and `_SUCCESS`, published as data outputs are. A model stage can name such an
 output as its `model:`; `trained_model_folder` resolves it to the `model/` inside."""
 
 from __future__ import annotations
@@ -9,7 +9,8 @@ import json
 import posixpath
 from pathlib import Path
 
-from jobs.commit.layout import (CHECKPOINT_DIR, MANIFEST, MODEL_DIR, RAY_TRAIN_DIR, SUCCESS, TRAIN_LOG, OutputLocation,
+from jobs.commit.layout import (CHECKPOINT_DIR, MANIFEST, MODEL_DIR, RAY_TRAIN_DIR, STAMP, SUCCESS, TRAIN_LOG,
+                                OutputLocation,
                                 delete_dir, delete_file, write_bytes, write_json)
 from jobs.commit.publishing import put_in_place
 from jobs.crashpoints import crash_point
@@ -59,7 +60,7 @@ def publish_model(loc: OutputLocation, manifest: dict) -> None:
         delete_dir(loc.fs, str(target)) if target.is_dir() else delete_file(loc.fs, str(target))
     manifest["files"] = [{"path": str(p.relative_to(staging)), "rows": 0, "sha256": _sha256(p),
                           "written_at": p.stat().st_mtime}
-                         for p in sorted((staging / MODEL_DIR).rglob("*")) if p.is_file()]
+                         for p in sorted(staging.rglob("*")) if p.is_file() and p.name != STAMP]
     write_json(loc.fs, loc.publish_record, {"run_id": manifest["run_id"], "job": manifest["name"]})
     write_bytes(loc.fs, posixpath.join(loc.staging, MANIFEST), json.dumps(manifest, indent=2).encode())
     write_bytes(loc.fs, posixpath.join(loc.staging, SUCCESS), b"")

@@ -23,6 +23,7 @@ from jobs.errors import JobFailed
 from jobs.lock import RunLock
 from jobs.train.data import TrainData, locate, needed_columns
 from jobs.train.output import CHECKPOINT_DIR, MODEL_DIR, RAY_TRAIN_DIR, TRAIN_LOG, model_source, publish_model
+from jobs.train.report import write_train_report
 from jobs.train.spec import TrainSpec
 
 
@@ -60,6 +61,7 @@ def train(spec: TrainSpec, overwrite: bool = False) -> TrainResult:
         resume_from = _last_checkpoint(staging / CHECKPOINT_DIR)
         log, world_size = _fit(spec, data, source, staging, resume_from)
         manifest = _manifest(spec, data, source, fingerprint, log, world_size, resume_from, started, started_at)
+        write_train_report(staging, manifest)
         publish_model(loc, manifest)
     return TrainResult(loc.path, skipped=False, manifest=manifest)
 

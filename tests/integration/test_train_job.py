@@ -35,8 +35,10 @@ def test_sft_on_chats_with_lora_commits_a_model_that_loads_and_generates(ray_loc
     assert m["model"]["revision"].startswith("local-") and m["hyperparameters"]["lora"]["r"] == 8
     assert m["seed"] == 0 and "torch" in m["versions"] and "transformers" in m["versions"]
     out = tmp_path / "out"
-    assert sorted(p.name for p in out.iterdir()) == ["_SUCCESS", "_manifest.json", "model"]
-    assert {f["path"] for f in m["files"]} >= {"model/model.safetensors", "model/config.json"}
+    assert sorted(p.name for p in out.iterdir()) == ["_SUCCESS", "_manifest.json", "model", "report.html"]
+    assert {f["path"] for f in m["files"]} >= {"model/model.safetensors", "model/config.json", "report.html"}
+    page = (out / "report.html").read_text()
+    assert page.count("<polyline") == 2 and "eval loss" in page and "lora" in page
     model = AutoModelForCausalLM.from_pretrained(out / "model")  # adapters merged: a plain model
     tokenizer = AutoTokenizer.from_pretrained(out / "model")
     generated = model.generate(**tokenizer("Review: a fine film", return_tensors="pt"), max_new_tokens=4,
@@ -80,4 +82,7 @@ def test_the_loop_closes_through_the_cli_train_then_generate_with_the_trained_mo
     assert all(isinstance(a, str) for a in rows["answer"].to_pylist())
     assert manifest["spec"]["stages"][0]["model"] == str(trained / "model")
     assert json.loads((trained / "_manifest.json").read_text())["kind"] == "train"
+    report = subprocess.run([*RAYBATCH, "report", str(trained)], capture_output=True, text=True, cwd=ROOT)
+    assert report.returncode == 0 and "train loss:" in report.stdout and "eval loss:" in report.stdout
+    assert f"report: {trained}/report.html" in report.stdout
     assert yaml.safe_load(spec.read_text())["train"]["data"] == str(data)

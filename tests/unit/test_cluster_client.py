@@ -168,3 +168,35 @@ def test_server_errors_shrink_to_the_exception_line():
     assert submit.summary(text) == "ValueError: runtime_env is invalid"
     assert submit.summary("No available agent to submit job, please try again later.\nmore") == \
         "No available agent to submit job, please try again later."
+
+
+def test_a_train_spec_is_checked_here_and_submitted_as_train(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from jobs.cli import app
+    from tests.helpers.jobs import write_spec
+    from tests.helpers.train_data import train_spec
+
+    sent = {}
+
+    class FakeCluster:
+        address = "http://127.0.0.1:8265"
+
+        def __init__(self, address, connect_timeout):
+            pass
+
+        def submit(self, spec, date, overrides, name, command="run"):
+            sent.update(spec=spec, name=name, command=command,
+                        entrypoint=submit.build_entrypoint(str(spec), date, overrides, command))
+            return "raybatch-sft-test-1"
+
+    monkeypatch.setattr(submit, "Cluster", FakeCluster)
+    spec = write_spec(tmp_path / "sft.yaml", train_spec(tmp_path / "export", tmp_path / "model", tmp_path / "out"))
+    result = CliRunner().invoke(app, ["submit", str(spec), "--date", "2026-01-31"])
+    assert result.exit_code == 0, result.output
+    assert sent["command"] == "train" and sent["name"] == "sft-test"
+    assert shlex.split(sent["entrypoint"])[:5] == ["python", "-m", "jobs", "train", str(spec)]
+    bad = write_spec(tmp_path / "bad.yaml", train_spec(tmp_path / "export", tmp_path / "model", tmp_path / "out",
+                                                        learning_rate=-1))
+    result = CliRunner().invoke(app, ["submit", str(bad)])
+    assert result.exit_code == 2 and "train.learning_rate: must be > 0" in result.output
