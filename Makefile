@@ -32,6 +32,8 @@ demo: setup
 	$(BIN)/raybatch export jobs/specs/augment_corpus.yaml --overwrite
 	$(BIN)/python tools/build_demo_model.py
 	$(BIN)/raybatch run jobs/specs/demo_models.yaml --overwrite
+	$(BIN)/raybatch train jobs/specs/sft_reviews.yaml --overwrite
+	$(BIN)/raybatch run jobs/specs/generate_with_trained.yaml --overwrite
 
 test: setup
 	$(BIN)/python -m pytest -q -x --durations=15

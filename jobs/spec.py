@@ -118,6 +118,9 @@ def parse_spec(raw: dict, source: str = "<spec>", date: str | None = None) -> Jo
     stages: list[StageParams] = []
     if isinstance(raw_stages, list):
         for index, item in enumerate(raw_stages):
+            if isinstance(item, dict) and isinstance(item.get("model"), str):
+                # A model can be a dated output of `raybatch train`: out/sft/{date}.
+                item = {**item, "model": fill_placeholders(item["model"], str(raw.get("name", "")), date)}
             stages.append(_parse_stage(item, index, source))
     try:
         spec = JobSpec.model_validate({**raw, "stages": stages if raw_stages is not None else None,

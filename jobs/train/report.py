@@ -67,6 +67,16 @@ def _table(rows) -> str:
                                for row in rows) + "</table>"
 
 
+def _nice_max(value: float) -> float:
+    """The smallest of 1, 2, 2.5, 5 times a power of ten at or above `value`: round axis ticks."""
+    import math
+
+    if value <= 0:
+        return 1.0
+    power = 10 ** math.floor(math.log10(value))
+    return next(m * power for m in (1, 2, 2.5, 5, 10) if m * power >= value)
+
+
 def _line_chart(series: dict[str, list[dict]], width: int = 900, height: int = 300) -> str:
     """Loss against step, one polyline per series, with axes, ticks and a legend."""
     if not series:
@@ -75,7 +85,7 @@ def _line_chart(series: dict[str, list[dict]], width: int = 900, height: int = 3
     steps = [p["step"] for points in series.values() for p in points]
     losses = [p["loss"] for points in series.values() for p in points]
     x0, x1 = min(steps), max(max(steps), min(steps) + 1)
-    y1 = max(losses) * 1.05 or 1.0
+    y1 = _nice_max(max(losses))
 
     def x(step):
         return left + (step - x0) / (x1 - x0) * (width - left - right)
@@ -97,5 +107,7 @@ def _line_chart(series: dict[str, list[dict]], width: int = 900, height: int = 3
         line = " ".join(f"{x(p['step']):.1f},{y(p['loss']):.1f}" for p in points)
         parts.append(f'<polyline fill="none" stroke="{color}" stroke-width="2" points="{line}"/>')
         parts += [f'<circle cx="{x(p["step"]):.1f}" cy="{y(p["loss"]):.1f}" r="3" fill="{color}"/>' for p in points]
-        parts.append(f'<text x="{width - right - 90}" y="{top + 14 * (row + 1)}" fill="{color}">{name}</text>')
+        key_y = top + 16 * (row + 1)
+        parts.append(f'<line x1="{width - right - 120}" y1="{key_y - 4}" x2="{width - right - 96}" y2="{key_y - 4}" '
+                     f'stroke="{color}" stroke-width="3"/><text x="{width - right - 90}" y="{key_y}">{name}</text>')
     return "".join(parts) + "</svg>"

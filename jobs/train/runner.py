@@ -19,7 +19,7 @@ from pathlib import Path
 from jobs import commit
 from jobs.commit.layout import STAMP, OutputLocation, now_iso, read_json, write_json
 from jobs.commit.verify import versions
-from jobs.errors import JobFailed
+from jobs.errors import JobFailed, SpecError
 from jobs.lock import RunLock
 from jobs.train.data import TrainData, locate, needed_columns
 from jobs.train.output import CHECKPOINT_DIR, MODEL_DIR, RAY_TRAIN_DIR, TRAIN_LOG, model_source, publish_model
@@ -39,7 +39,10 @@ def plan_train(spec: TrainSpec) -> tuple[TrainData, dict]:
     from jobs.engine.loading import check_model_files
 
     data = locate(spec.train)
-    check_model_files(spec.train.model, spec.train.revision, trust_remote_code=False, allow_pickle=False)
+    try:
+        check_model_files(spec.train.model, spec.train.revision, trust_remote_code=False, allow_pickle=False)
+    except SpecError as exc:
+        raise SpecError(f"{spec.source}: train.{exc}") from None
     loc = OutputLocation.for_uri(spec.output.path)
     loc.check_replaceable(spec.name)
     return data, model_source(spec.train.model, spec.train.revision)
@@ -156,7 +159,8 @@ def _manifest(spec: TrainSpec, data: TrainData, source: dict, fingerprint: str, 
         "world_size": world_size, "steps": log["global_step"], "max_steps": log["max_steps"],
         "resumed_from_step": int(Path(resume_from).name.split("-")[1]) if resume_from else None,
         "train_loss": train_loss, "eval_loss": eval_loss,
-        "eval_metrics": {k.removeprefix("eval_"): v for k, v in last_eval.items() if k.startswith("eval_")},
+        "eval_metrics": {k.removeprefix("eval_"): v for k, v in last_eval.items()
+                         if k.startswith("eval_") and not k.endswith(("runtime", "_per_second"))},
         "log_history": history, "spec": spec.resolved(), "seed": spec.seed, "versions": versions(),
         "started_at": started_at, "finished_at": now_iso(), "seconds": round(time.time() - started, 3),
     }

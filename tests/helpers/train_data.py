@@ -16,9 +16,9 @@ NAMES = {0: "negative", 1: "positive"}
 MESSAGE = pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))
 
 
-def write_export(folder: Path, train_rows: int = 64, eval_rows: int = 16) -> Path:
-    """An export folder with `train` and `validation` splits of SST-2 reviews."""
-    rows = eda_sentences(limit=train_rows + eval_rows)
+def write_export(folder: Path, train_rows: int = 64, eval_rows: int = 16, size: str = "1_tiny") -> Path:
+    """An export folder with `train` and `validation` splits of SST-2 reviews (EDA's `size` set)."""
+    rows = eda_sentences(size=size, limit=train_rows + eval_rows)
     folder.mkdir(parents=True, exist_ok=True)
     splits = {"train": rows[:train_rows], "validation": rows[train_rows:]}
     for split, part in splits.items():

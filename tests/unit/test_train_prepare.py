@@ -102,3 +102,20 @@ def test_a_committed_output_is_split_by_its_split_column(tmp_path):
     data = locate(spec.train)
     assert data.rows == {"train": 2, "validation": 1}
     assert data.table("validation", ["prompt", "completion"]).to_pylist() == [{"prompt": "c", "completion": "z"}]
+
+
+def test_a_missing_model_is_named_and_a_held_lock_stops_the_run_before_ray(tiny_models, tmp_path):
+    from jobs.commit.layout import OutputLocation
+    from jobs.errors import LockHeld
+    from jobs.lock import RunLock
+    from jobs.train.runner import plan_train, train
+
+    data = write_export(tmp_path / "export", train_rows=8, eval_rows=4)
+    missing = parse_train_spec(train_spec(data, tmp_path / "no-model", tmp_path / "out"), source="sft.yaml")
+    with pytest.raises(SpecError, match=r"sft.yaml: train.model: .*no-model: no such folder"):
+        plan_train(missing)
+    spec = parse_train_spec(train_spec(data, tiny_models.qwen2, tmp_path / "out"), source="sft.yaml")
+    with RunLock(OutputLocation.for_uri(str(tmp_path / "out")).lock_path, "test"):
+        with pytest.raises(LockHeld, match="another run holds output"):
+            train(spec)
+    assert not (tmp_path / "out").exists() and not (tmp_path / ".out.staging").exists()
