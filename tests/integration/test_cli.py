@@ -48,8 +48,9 @@ def test_bad_inputs_exit_2_naming_the_file_or_column_and_publish_nothing(tmp_pat
     good.mkdir()
     pq.write_table(pa.table({"id": ["a"], "text": ["hello"], "n": [1]}), good / "a.parquet")
     one_line_error(cli("run", spec_for(tmp_path, tmp_path / "none" / "*.parquet")), 2, "no files match")
-    one_line_error(cli("validate", spec_for(tmp_path, good, column="body")), 2,
-                   "needs column 'body'", "available: id, text, n")
+    line = one_line_error(cli("validate", spec_for(tmp_path, good, column="body")), 2,
+                          "job.yaml: stages[0].column: stage 'clean' needs column 'body'", "available: id, text, n (")
+    assert "row_id" not in line
     one_line_error(cli("run", spec_for(tmp_path, good, column="n")), 2, "column 'n' is int64")
     (good / "b.parquet").write_bytes(b"PAR1" + os.urandom(200) + b"PAR1")
     one_line_error(cli("run", spec_for(tmp_path, good)), 2, "b.parquet", "not a readable Parquet file")
