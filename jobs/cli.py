@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from typing import List, Optional
 
 import typer
@@ -103,8 +104,8 @@ def run(spec: str = typer.Argument(..., metavar="SPEC", help="Job spec (YAML), o
         _fail(exc)
     if result.recovered:
         typer.echo(f"recovered: {result.recovered}", err=True)
-    if as_json:
-        m = result.manifest or {}
+    if as_json:  # a skipped run reports the committed output's counts
+        m = result.manifest or json.loads((Path(result.output_path) / "_manifest.json").read_text(encoding="utf-8"))
         keys = ("rows_in", "rows_out", "rows_dead_letter", "rows_filtered", "seconds", "run_id")
         typer.echo(json.dumps({"name": job.name, "output": result.output_path, "skipped": result.skipped,
                                "recovered": result.recovered, **{k: m.get(k) for k in keys}}))
