@@ -18,13 +18,15 @@ from dataclasses import dataclass, field
 from augment import languages, measures, ops
 from augment.params import AugmentParams
 
-_MASK63 = (1 << 63) - 1
+# 53 bits: every seed is exact as a float64 too, so a reader that turns a nullable integer column
+# into floats (pandas, JSON in JavaScript) still holds the seed that replays the copy.
+_SEED_MASK = (1 << 53) - 1
 
 
 def derive_seed(seed: int, row_id: str, copy: int, op: str, attempt: int) -> int:
     """A copy's seed: a hash of what identifies it, never of order, block or worker."""
     key = f"{seed}\x1f{row_id}\x1f{copy}\x1f{op}\x1f{attempt}".encode()
-    return int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "little") & _MASK63
+    return int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "little") & _SEED_MASK
 
 
 def first_plan(seed: int, row_id: str, plans: int) -> int:

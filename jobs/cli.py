@@ -6,7 +6,9 @@ Exit codes: 0 success (or already done), 1 the job failed while running, 2 bad s
 
 from __future__ import annotations
 
+import json
 import sys
+from pathlib import Path
 from typing import List, Optional
 
 import typer
@@ -14,8 +16,23 @@ import typer
 from jobs.errors import RaybatchError
 from jobs.secrets import redact_uri
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="Batch ML data jobs on Ray: clean, generate, translate, summarize, augment.")
+app = typer.Typer(add_completion=True, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
+                  context_settings={"help_option_names": ["-h", "--help"]},
+                  help="Batch ML data jobs on Ray: clean, generate, translate, summarize, augment, fine-tune.")
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib import metadata
+
+        typer.echo(f"raybatch {metadata.version('raybatch')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                       help="Print the version and exit.")) -> None:
+    """Batch ML data jobs on Ray: clean, generate, translate, summarize, augment, fine-tune."""
 
 SetOption = typer.Option(None, "--set", metavar="KEY=VALUE", help="Override a spec key by dotted path "
                          "(output.path=/tmp/x, stages.0.column=body); repeatable.")
@@ -27,30 +44,49 @@ def _fail(exc: RaybatchError) -> None:
     raise typer.Exit(exc.exit_code)
 
 
+JsonOption = typer.Option(False, "--json", help="Print one JSON object for scripts instead of text.")
+
+
+def _plan_summary(job, plan) -> dict:
+    """What a job will do, before Ray starts: files, shards, stages and how each runs."""
+    return {"name": job.name, "output": job.output.path, "rows_in": plan.rows_in,
+            "files": [{"path": f.path, "rows": f.num_rows} for f in plan.files], "shards": len(plan.shards),
+            "stages": [{"use": p.use, "runs_in": "actors" if cls.runs_in_actors(p) else "tasks",
+                        "whole_input": cls.whole_input, "resources": p.resources.model_dump()}
+                       for cls, p in zip(plan.stage_classes, job.stages)]}
+
+
 @app.command()
-def validate(spec: str = typer.Argument(..., help="Job spec (YAML)"),
-             set_: Optional[List[str]] = SetOption, date: Optional[str] = DateOption) -> None:
+def validate(spec: str = typer.Argument(..., metavar="SPEC", help="Job spec (YAML), or - for standard input"),
+             set_: Optional[List[str]] = SetOption, date: Optional[str] = DateOption,
+             as_json: bool = JsonOption) -> None:
     """Check a spec end to end (keys, stages, input files and columns, models) without running it."""
     from jobs.plan import plan_job
-    from jobs.spec import is_train_spec, load_spec, read_spec_mapping
+    from jobs.spec import is_train_spec, parse_spec, read_spec_mapping, spec_source
 
     try:
-        if is_train_spec(read_spec_mapping(spec, set_ or [])):
-            _validate_train(spec, set_ or [], date)
+        raw = read_spec_mapping(spec, set_ or [])
+        if is_train_spec(raw):
+            _validate_train(raw, spec_source(spec), date)
             return
-        job = load_spec(spec, set_ or [], date)
+        job = parse_spec(raw, source=spec_source(spec), date=date)
         plan = plan_job(job)
     except RaybatchError as exc:
         _fail(exc)
+    if as_json:
+        typer.echo(json.dumps({"ok": True, **_plan_summary(job, plan)}))
+        return
     typer.echo(f"ok: {job.name}: {len(plan.files)} input file(s), {plan.rows_in} rows, "
                f"{len(plan.shards)} shard(s), stages: {' → '.join(p.use for p in job.stages)}; "
                f"output: {job.output.path}")
 
 
 @app.command()
-def run(spec: str = typer.Argument(..., help="Job spec (YAML)"),
+def run(spec: str = typer.Argument(..., metavar="SPEC", help="Job spec (YAML), or - for standard input"),
         date: Optional[str] = DateOption, set_: Optional[List[str]] = SetOption,
-        overwrite: bool = typer.Option(False, "--overwrite", help="Replace a committed output (atomically).")) -> None:
+        overwrite: bool = typer.Option(False, "--overwrite", help="Replace a committed output (atomically)."),
+        dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan (files, shards, stages) and stop."),
+        as_json: bool = JsonOption) -> None:
     """Run a job on the local machine (embedded Ray), or on RAY_ADDRESS's cluster when set."""
     from jobs.plan import plan_job
     from jobs.report import print_summary
@@ -60,11 +96,20 @@ def run(spec: str = typer.Argument(..., help="Job spec (YAML)"),
     try:
         job = load_spec(spec, set_ or [], date)
         plan = plan_job(job, check_engines=False)  # the actors check their own engine as they load it
+        if dry_run:
+            _print_plan(_plan_summary(job, plan), as_json)
+            return
         result = run_job(plan, overwrite=overwrite)
     except RaybatchError as exc:
         _fail(exc)
     if result.recovered:
         typer.echo(f"recovered: {result.recovered}", err=True)
+    if as_json:  # a skipped run reports the committed output's counts
+        m = result.manifest or json.loads((Path(result.output_path) / "_manifest.json").read_text(encoding="utf-8"))
+        keys = ("rows_in", "rows_out", "rows_dead_letter", "rows_filtered", "seconds", "run_id")
+        typer.echo(json.dumps({"name": job.name, "output": result.output_path, "skipped": result.skipped,
+                               "recovered": result.recovered, **{k: m.get(k) for k in keys}}))
+        return
     if result.skipped:
         typer.echo(f"skipped: {result.output_path} is already committed (_SUCCESS present); "
                    f"use --overwrite to redo it")
@@ -72,11 +117,24 @@ def run(spec: str = typer.Argument(..., help="Job spec (YAML)"),
     print_summary(result.manifest, result.output_path)
 
 
-def _validate_train(spec: str, overrides: list[str], date: Optional[str]) -> None:
-    from jobs.train.runner import plan_train
-    from jobs.train.spec import load_train_spec
+def _print_plan(plan: dict, as_json: bool) -> None:
+    if as_json:
+        typer.echo(json.dumps({"dry_run": True, **plan}))
+        return
+    typer.echo(f"plan: {plan['name']}: {plan['rows_in']} rows in {len(plan['files'])} file(s), "
+               f"{plan['shards']} shard(s); output {plan['output']}")
+    for f in plan["files"]:
+        typer.echo(f"  file {f['path']}: {f['rows']} rows")
+    for index, stage in enumerate(plan["stages"]):
+        how = stage["runs_in"] + (", over the whole input (two passes)" if stage["whole_input"] else "")
+        typer.echo(f"  stage {index}: {stage['use']} ({how}; {stage['resources']})")
 
-    job = load_train_spec(spec, overrides, date)
+
+def _validate_train(raw: dict, source: str, date: Optional[str]) -> None:
+    from jobs.train.runner import plan_train
+    from jobs.train.spec import parse_train_spec
+
+    job = parse_train_spec(raw, source=source, date=date)
     data, source = plan_train(job)
     splits = ", ".join(f"{name} {rows}" for name, rows in sorted(data.rows.items()))
     typer.echo(f"ok: {job.name}: train {job.train.task} on {data.path} ({splits}); model {source['source']} "
@@ -84,7 +142,7 @@ def _validate_train(spec: str, overrides: list[str], date: Optional[str]) -> Non
 
 
 @app.command(name="train")
-def train_command(spec: str = typer.Argument(..., help="Train spec (YAML with a train: section)"),
+def train_command(spec: str = typer.Argument(..., metavar="SPEC", help="Train spec (YAML with a train: section), or - for standard input"),
                   date: Optional[str] = DateOption, set_: Optional[List[str]] = SetOption,
                   overwrite: bool = typer.Option(False, "--overwrite", help="Replace a committed model (atomically).")
                   ) -> None:
@@ -111,7 +169,7 @@ def train_command(spec: str = typer.Argument(..., help="Train spec (YAML with a 
 
 
 @app.command()
-def export(source: str = typer.Argument(..., help="A committed output folder, or the job's spec (YAML)"),
+def export(source: str = typer.Argument(..., metavar="OUTPUT|SPEC", help="A committed output folder, or the job's spec (YAML)"),
            to: Optional[str] = typer.Option(None, "--to", help="Destination folder (default: <output>-finetune)."),
            date: Optional[str] = DateOption, set_: Optional[List[str]] = SetOption,
            files: str = typer.Option("parquet,jsonl", "--files", help="Comma-separated: parquet, jsonl."),

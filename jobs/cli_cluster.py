@@ -39,7 +39,7 @@ def _when(seconds_or_ms) -> str:
     return dt.datetime.fromtimestamp(value, dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-def submit(spec: str = typer.Argument(..., help="Job spec (YAML)"),
+def submit(spec: str = typer.Argument(..., metavar="SPEC", help="Job or train spec (YAML)"),
            address: Optional[str] = AddressOption,
            date: Optional[str] = typer.Option(None, "--date", metavar="YYYY-MM-DD", help="Fills {date} in "
                                               "paths (default: today, UTC, fixed at submit time)."),
@@ -50,14 +50,15 @@ def submit(spec: str = typer.Argument(..., help="Job spec (YAML)"),
            connect_timeout: float = typer.Option(60.0, "--connect-timeout", metavar="SECONDS", help="Keep "
                                                  "retrying this long while the cluster is starting.")) -> None:
     """Submit a job, or a fine-tuning (a spec with train:), to a Ray cluster (Jobs API); prints the job id."""
-    from jobs.spec import is_train_spec, load_spec, read_spec_mapping, today_utc
-    from jobs.train.spec import load_train_spec
+    from jobs.spec import is_train_spec, parse_spec, read_spec_mapping, today_utc
+    from jobs.train.spec import parse_train_spec
 
     try:
         date = date or today_utc()
-        training = is_train_spec(read_spec_mapping(spec, set_ or []))
+        raw = read_spec_mapping(spec, set_ or [])
+        training = is_train_spec(raw)
         # A bad spec or --set fails here, not on the cluster.
-        job = (load_train_spec if training else load_spec)(spec, set_ or [], date)
+        job = (parse_train_spec if training else parse_spec)(raw, source=spec, date=date)
         from ray_cluster.submit import Cluster
 
         cluster = Cluster(address, connect_timeout=connect_timeout)

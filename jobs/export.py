@@ -41,6 +41,10 @@ class FinetuneExportParams(StageParams):
     prompt: str = Field("{text}", description="template: {text}, {label}, {label_name} or any column name")
     completion: str = Field("{label_name}", description="template, as prompt")
     system: str | None = Field(None, description="system message opening each chat")
+    # Trainers of the prompt-completion format (TRL's) concatenate the two as they are: without a
+    # separator "…positive or negative?" and "negative" train as "…negative?negative".
+    separator: str = Field(" ", description="put before a completion the prompt does not already end in "
+                                            "whitespace for (prompt_completion only; '' for none)")
     formats: list[Literal["prompt_completion", "messages"]] = Field(default_factory=lambda: list(FORMATS),
                                                                     min_length=1)
 
@@ -93,8 +97,9 @@ class FinetuneExportStage(Stage):
         p = self.params
         prompts, completions = format_pairs(batch, p)
         if "prompt_completion" in p.formats:
+            joined = [separated(prompt, completion, p.separator) for prompt, completion in zip(prompts, completions)]
             batch = set_column(batch, "prompt", pa.array(prompts, pa.string()))
-            batch = set_column(batch, "completion", pa.array(completions, pa.string()))
+            batch = set_column(batch, "completion", pa.array(joined, pa.string()))
         if "messages" in p.formats:
             batch = set_column(batch, "messages", pa.array(
                 [chat(prompt, completion, p.system) for prompt, completion in zip(prompts, completions)],
@@ -118,6 +123,14 @@ def format_pairs(batch: pa.Table, params: FinetuneExportParams) -> tuple[list[st
         prompts.append(params.prompt.format_map(values))
         completions.append(params.completion.format_map(values))
     return prompts, completions
+
+
+def separated(prompt: str, completion: str, separator: str) -> str:
+    """The completion as a trainer appends it to the prompt: after `separator` unless either side
+    already has whitespace at the join (or there is nothing to join)."""
+    if not prompt or not completion or prompt[-1].isspace() or completion[0].isspace():
+        return completion
+    return separator + completion
 
 
 def chat(prompt: str, completion: str, system: str | None) -> list[dict]:

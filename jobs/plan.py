@@ -131,14 +131,27 @@ def check_columns(spec: JobSpec, schema: pa.Schema, classes: list[type[Stage]], 
     for index, (cls, params) in enumerate(zip(classes, spec.stages)):
         for column, kind in cls.input_columns(params).items():
             if column not in available:
-                raise InputDataError(f"stage {params.use!r} (stages[{index}]) needs column {column!r}; "
-                                     f"available: {', '.join(available)}")
+                shown = [name for name in available if name != ROW_ID]  # ours, not the user's
+                raise InputDataError(f"{spec.source}: stages[{index}].{_key_naming(params, column)}: stage "
+                                     f"{params.use!r} needs column {column!r}; available: {', '.join(shown)} "
+                                     f"(input {where})")
             type_ = available[column]
             if kind == "string" and type_ is not None and not any(check(type_) for check in STRING_TYPES):
                 raise InputDataError(f"{where}: column {column!r} is {type_}, stage {params.use!r} "
                                      f"(stages[{index}]) needs a string column")
         for column in cls.output_columns(params):
             available.setdefault(column, None)
+
+
+def _key_naming(params, column: str) -> str:
+    """The spec key whose value is `column` (a template naming it counts too): what the user wrote."""
+    for name, value in params:
+        if value == column:
+            return name
+    for name, value in params:
+        if isinstance(value, str) and "{" + column + "}" in value:
+            return name
+    return "column"
 
 
 def code_digest(stage_classes: list[type[Stage]]) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import sys
 from pathlib import Path
 from typing import Any, Literal
 
@@ -79,7 +80,17 @@ def today_utc() -> str:
 
 def load_spec(path: str | Path, overrides: list[str] | None = None, date: str | None = None) -> JobSpec:
     """Read a YAML spec, apply `KEY=VALUE` overrides, validate it and fill {name}/{date} in paths."""
-    return parse_spec(read_spec_mapping(path, overrides), source=str(path), date=date)
+    return parse_spec(read_spec_mapping(path, overrides), source=spec_source(path), date=date)
+
+
+def spec_source(path: str | Path) -> str:
+    """How errors name a spec: its path, or <stdin>."""
+    return "<stdin>" if str(path) == "-" else str(path)
+
+
+def _stdin_text() -> str:
+    """A spec piped in (`raybatch run -`): read it once per command (read_spec_mapping, then parse)."""
+    return sys.stdin.read()
 
 
 def is_train_spec(raw: dict) -> bool:
@@ -88,10 +99,11 @@ def is_train_spec(raw: dict) -> bool:
 
 
 def read_spec_mapping(path: str | Path, overrides: list[str] | None = None) -> dict:
-    """The YAML mapping of a spec file with `KEY=VALUE` overrides applied; errors name the file."""
-    source = str(path)
+    """The YAML mapping of a spec file (`-`: standard input) with `KEY=VALUE` overrides applied;
+    errors name the file."""
+    source = spec_source(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        text = _stdin_text() if str(path) == "-" else Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
         raise SpecError(f"{source}: spec file not found") from None
     except (OSError, UnicodeDecodeError) as exc:
@@ -128,7 +140,7 @@ def parse_spec(raw: dict, source: str = "<spec>", date: str | None = None) -> Jo
     except ValidationError as exc:
         if raw_stages is not None and not isinstance(raw_stages, list):
             raise SpecError(f"{source}: stages: must be a list of stages") from None
-        raise SpecError(first_error(exc, source)) from None
+        raise SpecError(first_error(exc, source, model=JobSpec)) from None
     spec.output_template = spec.output.path
     for field in (spec.input, spec.output):
         field.path = fill_placeholders(field.path, spec.name, date)
@@ -196,11 +208,12 @@ def _parse_stage(item: Any, index: int, source: str) -> StageParams:
     try:
         return cls.Params.model_validate(item)
     except ValidationError as exc:
-        raise SpecError(first_error(exc, source, prefix=f"stages[{index}]")) from None
+        raise SpecError(first_error(exc, source, prefix=f"stages[{index}]", model=cls.Params)) from None
 
 
-def first_error(exc: ValidationError, source: str, prefix: str = "") -> str:
-    """One line for the first validation error: `file: key.path: message` (all of them if few)."""
+def first_error(exc: ValidationError, source: str, prefix: str = "", model: type[BaseModel] | None = None) -> str:
+    """One line for the first validation error: `file: key.path: message` (all of them if few), in
+    our words, not pydantic's; an unknown key gets the nearest known one of `model` at that place."""
     lines = []
     for error in exc.errors()[:3]:
         loc = prefix
@@ -208,15 +221,51 @@ def first_error(exc: ValidationError, source: str, prefix: str = "") -> str:
             loc += f"[{part}]" if isinstance(part, int) else (f".{part}" if loc else str(part))
         message = error["msg"]
         if error["type"] == "extra_forbidden":
-            message = "unknown key"
+            message = "unknown key" + _suggestion(str(error["loc"][-1]), _keys_at(model, error["loc"]))
         elif error["type"] == "missing":
             message = "required key is missing"
+        elif error["type"] == "too_short":
+            message = "must not be empty"
         message = message.replace("Input should be", "must be").replace("Value error, ", "")
         for words, symbol in (("greater than or equal to", ">="), ("greater than", ">"),
                               ("less than or equal to", "<="), ("less than", "<")):
             message = message.replace(words, symbol)
         lines.append(f"{loc or '(top level)'}: {message}")
     return f"{source}: " + "; ".join(lines)
+
+
+def _suggestion(word: str, known: list[str]) -> str:
+    import difflib
+
+    if not known:
+        return ""
+    close = difflib.get_close_matches(word, known, n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else f"; known keys: {', '.join(known)}"
+
+
+def _keys_at(model: type[BaseModel] | None, loc: tuple) -> list[str]:
+    """The keys a user may write where `loc` (a pydantic error location) ends."""
+    current = model
+    for part in loc[:-1]:
+        if isinstance(part, int) or current is None:
+            continue
+        field = current.model_fields.get(part)
+        current = _model_in(field.annotation) if field is not None else None
+    if current is None:
+        return []
+    return [name for name, field in current.model_fields.items() if not field.exclude]
+
+
+def _model_in(annotation) -> type[BaseModel] | None:
+    import typing
+
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
 
 
 def apply_override(raw: dict, item: str, source: str = "--set") -> None:

@@ -32,7 +32,11 @@ def stage_class(name: str, where: str = "use"):
     (a user's own stage). Unknown names list the known ones."""
     target = name if ":" in str(name) else STAGES.get(name)
     if target is None:
-        raise SpecError(f"{where}: unknown stage {name!r}; known stages: {', '.join(known_stages())} "
+        import difflib
+
+        close = difflib.get_close_matches(str(name), known_stages(), n=1, cutoff=0.6)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise SpecError(f"{where}: unknown stage {name!r}; {hint}known stages: {', '.join(known_stages())} "
                         f"(or 'package.module:Class' for your own)")
     module_name, _, class_name = target.partition(":")
     try:

@@ -9,7 +9,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from jobs.errors import SpecError
-from jobs.spec import NAME_PATTERN, OutputSpec, check_date, fill_placeholders, first_error, read_spec_mapping, today_utc
+from jobs.spec import (NAME_PATTERN, OutputSpec, check_date, fill_placeholders, first_error, read_spec_mapping,
+                       spec_source, today_utc)
 
 
 class LoraSpec(BaseModel):
@@ -92,7 +93,7 @@ class TrainSpec(BaseModel):
 def load_train_spec(path: str | Path, overrides: list[str] | None = None, date: str | None = None) -> TrainSpec:
     """Read and validate a train spec; fill {name} and {date} in train.data and output.path."""
     raw = read_spec_mapping(path, overrides)
-    return parse_train_spec(raw, source=str(path), date=date)
+    return parse_train_spec(raw, source=spec_source(path), date=date)
 
 
 def parse_train_spec(raw: dict, source: str = "<spec>", date: str | None = None) -> TrainSpec:
@@ -101,7 +102,7 @@ def parse_train_spec(raw: dict, source: str = "<spec>", date: str | None = None)
     try:
         spec = TrainSpec.model_validate({**raw, "source": source, "date": date})
     except ValidationError as exc:
-        raise SpecError(first_error(exc, source)) from None
+        raise SpecError(first_error(exc, source, model=TrainSpec)) from None
     spec.train.data = fill_placeholders(spec.train.data, spec.name, date)
     spec.output.path = fill_placeholders(spec.output.path, spec.name, date)
     return spec

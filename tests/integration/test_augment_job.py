@@ -198,8 +198,8 @@ def test_export_loads_with_datasets_from_parquet_and_jsonl(ray_local, corpus, tm
             assert first["messages"][0] == {"role": "system", "content": "Label the review."}
             assert first["messages"][1] == {"role": "user", "content": first["prompt"]}
             assert first["prompt"].startswith("Review: ") and first["prompt"].endswith("\nSentiment?")
-            assert first["messages"][2] == {"role": "assistant", "content": first["completion"]}
-            assert first["completion"] == ("positive" if first["label"] == 1 else "negative")
+            assert first["completion"] == (" positive" if first["label"] == 1 else " negative")  # separated
+            assert first["messages"][2] == {"role": "assistant", "content": first["completion"].strip()}
             assert set(part["split"]) == {split}
     meta = json.loads((tmp_path / "ft" / "_export.json").read_text())
     assert meta["source_rows_out"] == data.num_rows

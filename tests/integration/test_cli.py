@@ -41,6 +41,7 @@ def one_line_error(result, code, *fragments):
     assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
     for fragment in fragments:
         assert fragment in lines[0]
+    return lines[0]
 
 
 def test_bad_inputs_exit_2_naming_the_file_or_column_and_publish_nothing(tmp_path):
@@ -48,8 +49,9 @@ def test_bad_inputs_exit_2_naming_the_file_or_column_and_publish_nothing(tmp_pat
     good.mkdir()
     pq.write_table(pa.table({"id": ["a"], "text": ["hello"], "n": [1]}), good / "a.parquet")
     one_line_error(cli("run", spec_for(tmp_path, tmp_path / "none" / "*.parquet")), 2, "no files match")
-    one_line_error(cli("validate", spec_for(tmp_path, good, column="body")), 2,
-                   "needs column 'body'", "available: id, text, n")
+    line = one_line_error(cli("validate", spec_for(tmp_path, good, column="body")), 2,
+                          "job.yaml: stages[0].column: stage 'clean' needs column 'body'", "available: id, text, n (")
+    assert "row_id" not in line
     one_line_error(cli("run", spec_for(tmp_path, good, column="n")), 2, "column 'n' is int64")
     (good / "b.parquet").write_bytes(b"PAR1" + os.urandom(200) + b"PAR1")
     one_line_error(cli("run", spec_for(tmp_path, good)), 2, "b.parquet", "not a readable Parquet file")
@@ -57,6 +59,19 @@ def test_bad_inputs_exit_2_naming_the_file_or_column_and_publish_nothing(tmp_pat
                    "stages[0].max_chars: must be > 0")
     one_line_error(cli("run", spec_for(tmp_path, good), "--date", "yesterday"), 2, "YYYY-MM-DD")
     assert not (tmp_path / "out").exists()
+
+
+def test_run_json_prints_one_object_with_the_counts_for_scripts(tmp_path):
+    spec = spec_for(tmp_path, ROOT / "sample_data" / "reviews")
+    first = cli("run", spec, "--json")
+    assert first.returncode == 0, first.stderr[-2000:]
+    summary = json.loads(first.stdout)
+    manifest = json.loads((tmp_path / "out" / "_manifest.json").read_text())
+    assert summary["skipped"] is False and summary["output"] == str(tmp_path / "out")
+    assert {k: summary[k] for k in ("rows_in", "rows_out", "rows_dead_letter", "run_id")} == \
+        {k: manifest[k] for k in ("rows_in", "rows_out", "rows_dead_letter", "run_id")}
+    again = json.loads(cli("run", spec, "--json").stdout)
+    assert again["skipped"] is True and again["rows_in"] == manifest["rows_in"]  # the committed counts
 
 
 def test_corrupt_pages_fail_the_job_with_exit_2_and_nothing_published(tmp_path):

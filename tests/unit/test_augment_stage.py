@@ -83,6 +83,23 @@ def test_aug_seed_replays_the_copy_exactly(real):
             assert row["aug_op"] == "substitute+insert+reorder+delete"
 
 
+def test_seeds_survive_pandas_which_reads_a_nullable_int_column_as_floats(real, tmp_path):
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    p = params(copies=2)
+    out, _ = run(p, block(real[:20]), seed=5)
+    assert out["aug_seed"].null_count > 0  # the originals have none: pandas makes the column float64
+    pq.write_table(out, tmp_path / "part.parquet")
+    frame = pd.read_parquet(tmp_path / "part.parquet")
+    assert frame["aug_seed"].dtype == "float64"
+    augmenter = Augmenter(p, seed=5)
+    for _, row in frame[frame["is_augmented"]].iterrows():
+        parent = real[int(row["parent_id"][1:])]
+        op = [o for o in p.ops if o.op == row["aug_op"]]
+        assert augmenter.replay(parent, int(row["aug_seed"]), op) == row["text"]
+
+
 def test_no_copy_equals_its_parent_or_a_sibling_and_duplicates_are_counted():
     # Three words, one swap within a window of one: only two distinct copies exist.
     p = params(copies=6, ops=[{"op": "reorder", "window": 1}], min_english=0)

@@ -25,12 +25,22 @@ def test_prompt_completion_and_messages_from_templates():
     out = stage(label_column="label", labels=["negative", "positive"], system="Be brief.",
                 prompt="[{source}] {text}", completion="{label_name} ({label})")(table)
     assert out["prompt"].to_pylist() == ["[sst2] a fine film", "[cr] dull"]
-    assert out["completion"].to_pylist() == ["positive (1)", "negative (0)"]
+    assert out["completion"].to_pylist() == [" positive (1)", " negative (0)"]  # a trainer appends it as is
     assert out["messages"][0].as_py() == [{"role": "system", "content": "Be brief."},
                                           {"role": "user", "content": "[sst2] a fine film"},
                                           {"role": "assistant", "content": "positive (1)"}]
     params = stage(prompt="{source}: {text}", label_column="label").params
     assert FinetuneExportStage.input_columns(params) == {"text": "string", "label": "any", "source": "any"}
+
+
+def test_the_completion_is_separated_from_a_prompt_unless_whitespace_already_joins_them():
+    table = pa.table({"text": ["Is it good?", "Label:\n", ""], "label": [1, 0, 1]})
+    out = stage(label_column="label", labels=["no", "yes"], completion="{label_name}")(table)
+    assert [p + c for p, c in zip(out["prompt"].to_pylist(), out["completion"].to_pylist())] == \
+        ["Is it good? yes", "Label:\nno", "yes"]
+    tight = stage(label_column="label", labels=["no", "yes"], completion="{label_name}", separator="")(table)
+    assert tight["completion"].to_pylist() == ["yes", "no", "yes"]
+    assert [m[-1]["content"] for m in out["messages"].to_pylist()] == ["yes", "no", "yes"]  # chats need none
 
 
 def test_formats_and_label_mapping_from_yaml_style_keys():

@@ -61,7 +61,7 @@ def test_top_level_unknown_key_and_missing_key(tmp_path):
 
 
 def test_unknown_stage_lists_known_ones(tmp_path):
-    with pytest.raises(SpecError, match=r"stages\[0\]\.use: unknown stage 'cleen'; known stages: .*clean"):
+    with pytest.raises(SpecError, match=r"stages\[0\]\.use: unknown stage 'cleen'; did you mean 'clean'\? known stages: .*clean"):
         load_spec(write(tmp_path, GOOD.replace("use: clean", "use: cleen")))
 
 
