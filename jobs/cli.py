@@ -67,7 +67,7 @@ def validate(spec: str = typer.Argument(..., metavar="SPEC", help="Job spec (YAM
     try:
         raw = read_spec_mapping(spec, set_ or [])
         if is_train_spec(raw):
-            _validate_train(raw, spec_source(spec), date)
+            _validate_train(raw, spec_source(spec), date, as_json)
             return
         job = parse_spec(raw, source=spec_source(spec), date=date)
         plan = plan_job(job)
@@ -91,10 +91,15 @@ def run(spec: str = typer.Argument(..., metavar="SPEC", help="Job spec (YAML), o
     from jobs.plan import plan_job
     from jobs.report import print_summary
     from jobs.runner import run_job
-    from jobs.spec import load_spec
+    from jobs.errors import SpecError
+    from jobs.spec import is_train_spec, parse_spec, read_spec_mapping, spec_source
 
     try:
-        job = load_spec(spec, set_ or [], date)
+        raw = read_spec_mapping(spec, set_ or [])
+        if is_train_spec(raw):
+            raise SpecError(f"{spec_source(spec)}: a train spec (it has train:, no stages): run it with "
+                            f"`raybatch train {spec}`")
+        job = parse_spec(raw, source=spec_source(spec), date=date)
         plan = plan_job(job, check_engines=False)  # the actors check their own engine as they load it
         if dry_run:
             _print_plan(_plan_summary(job, plan), as_json)
@@ -130,15 +135,20 @@ def _print_plan(plan: dict, as_json: bool) -> None:
         typer.echo(f"  stage {index}: {stage['use']} ({how}; {stage['resources']})")
 
 
-def _validate_train(raw: dict, source: str, date: Optional[str]) -> None:
+def _validate_train(raw: dict, source: str, date: Optional[str], as_json: bool) -> None:
     from jobs.train.runner import plan_train
     from jobs.train.spec import parse_train_spec
 
     job = parse_train_spec(raw, source=source, date=date)
-    data, source = plan_train(job)
-    splits = ", ".join(f"{name} {rows}" for name, rows in sorted(data.rows.items()))
-    typer.echo(f"ok: {job.name}: train {job.train.task} on {data.path} ({splits}); model {source['source']} "
-               f"({source['revision']}); output: {job.output.path}")
+    plan = plan_train(job)
+    if as_json:
+        typer.echo(json.dumps({"ok": True, "name": job.name, "task": job.train.task, "data": plan.data.path,
+                               "splits": plan.data.rows, "model": plan.source, "max_steps": plan.max_steps,
+                               "output": job.output.path}))
+        return
+    splits = ", ".join(f"{name} {rows}" for name, rows in sorted(plan.data.rows.items()))
+    typer.echo(f"ok: {job.name}: train {job.train.task} on {plan.data.path} ({splits}); model "
+               f"{plan.source['source']} ({plan.source['revision']}), {plan.max_steps} steps; output: {job.output.path}")
 
 
 @app.command(name="train")

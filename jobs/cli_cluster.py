@@ -15,7 +15,7 @@ from typing import List, Optional
 
 import typer
 
-from jobs.errors import RaybatchError
+from jobs.errors import RaybatchError, SpecError
 from jobs.secrets import redact_uri
 from ray_cluster.errors import ClusterError
 
@@ -55,6 +55,8 @@ def submit(spec: str = typer.Argument(..., metavar="SPEC", help="Job or train sp
 
     try:
         date = date or today_utc()
+        if spec == "-":
+            raise SpecError("submit ships the spec file with the project: give its path, not -")
         raw = read_spec_mapping(spec, set_ or [])
         training = is_train_spec(raw)
         # A bad spec or --set fails here, not on the cluster.
@@ -199,9 +201,9 @@ def report(output: Path = typer.Argument(..., metavar="OUTPUT", help="A committe
     from jobs.report import load_report, print_report, write_html
     from jobs.train.report import print_train_report
 
-    if print_train_report(output, typer.echo):  # a fine-tuning output carries its report already
-        return
     try:
+        if print_train_report(output, typer.echo):  # a fine-tuning output carries its report already
+            return
         data = load_report(output, column)
     except OurErrors as exc:
         _fail(exc)

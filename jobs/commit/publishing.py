@@ -17,8 +17,8 @@ import posixpath
 
 import pyarrow.fs as pafs
 
-from jobs.commit.layout import (DATA_DIR, DEAD_DIR, DERIVED_FILES, FILTERED_DIR, MANIFEST, MARKER_DIR, MODEL_DIR, STAMP,
-                                SUCCESS, WORK_DIR,
+from jobs.commit.layout import (CHECKPOINT_DIR, DATA_DIR, DEAD_DIR, DERIVED_FILES, FILTERED_DIR, MANIFEST, MARKER_DIR,
+                                MODEL_DIR, RAY_TRAIN_DIR, STAMP, SUCCESS, TRAIN_LOG, WORK_DIR,
                                 OutputLocation, delete_dir, delete_file, fsync_dir, is_file, read_json, write_bytes,
                                 write_json)
 from jobs.commit.models import Manifest
@@ -91,10 +91,12 @@ def _seal(loc: OutputLocation, manifest: Manifest) -> None:
 
 
 def _tidy(loc: OutputLocation) -> None:
-    """Drop the runner's bookkeeping from a sealed staging folder (markers, intermediates, stamp)."""
-    delete_dir(loc.fs, posixpath.join(loc.staging, MARKER_DIR))
-    delete_dir(loc.fs, posixpath.join(loc.staging, WORK_DIR))
-    delete_file(loc.fs, posixpath.join(loc.staging, STAMP))
+    """Drop the runner's bookkeeping from a sealed staging folder (markers, intermediates, stamp,
+    a fine-tuning's checkpoints)."""
+    for folder in (MARKER_DIR, WORK_DIR, CHECKPOINT_DIR, RAY_TRAIN_DIR):
+        delete_dir(loc.fs, posixpath.join(loc.staging, folder))
+    for name in (STAMP, TRAIN_LOG):
+        delete_file(loc.fs, posixpath.join(loc.staging, name))
     fsync_dir(loc.staging)
 
 

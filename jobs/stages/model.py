@@ -4,6 +4,7 @@ that turns a batch into engine rows and back. The model work itself is in `jobs/
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import pyarrow as pa
@@ -109,6 +110,12 @@ class ModelStage(Stage):
     @classmethod
     def output_columns(cls, params: ModelParams) -> list[str]:
         return [params.output_column, *token_columns(params)]
+
+    @classmethod
+    def extra_inputs(cls, params: ModelParams) -> list[str]:
+        """A model trained by `raybatch train`: its manifest, so a retrain redoes this job's shards."""
+        manifest = Path(params.model).parent / "_manifest.json"
+        return [str(manifest)] if Path(params.model).name == "model" and manifest.is_file() else []
 
     @classmethod
     def preflight(cls, params: ModelParams) -> None:

@@ -24,7 +24,7 @@ def encode_messages(tokenizer, messages: list[dict], max_length: int) -> dict:
     """A chat through the tokenizer's chat template; the tokens each assistant turn adds after its
     generation prompt are labelled, all others ignored. Turns are compared by common prefix, so a
     template whose last token merges with the next turn's first still labels the right span.
-    Longer chats are cut at max_length."""
+    Longer chats lose their start."""
     ids: list[int] = []
     labels: list[int] = []
     for index, message in enumerate(messages):
@@ -37,7 +37,8 @@ def encode_messages(tokenizer, messages: list[dict], max_length: int) -> dict:
         tail = upto[start:] if assistant else [IGNORE] * (len(upto) - start)
         labels = labels[:keep] + [IGNORE] * (start - keep) + tail
         ids = upto
-    return {"input_ids": ids[:max_length], "labels": labels[:max_length]}
+    # Too long: keep the end, where the last assistant turn is, so the row still teaches something.
+    return {"input_ids": ids[-max_length:], "labels": labels[-max_length:]}
 
 
 def _common(a: list[int], b: list[int]) -> int:

@@ -26,10 +26,12 @@ def train_loop(config: dict) -> None:
     transformers.utils.logging.disable_progress_bar()
     ray.data.DataContext.get_current().enable_progress_bars = False
     section = TrainSection.model_validate(config["section"])
-    tokenizer = transformers.AutoTokenizer.from_pretrained(config["model_dir"])
+    tokenizer = transformers.AutoTokenizer.from_pretrained(config["model_dir"], revision=config["revision"])
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     model = _model(section, config)
+    if model.config.pad_token_id is None:  # a decoder-only classifier finds each row's last token by it
+        model.config.pad_token_id = tokenizer.pad_token_id
     encode = _encoder(section, tokenizer, config.get("labels"))
 
     from ray.data.collate_fn import ArrowBatchCollateFn
@@ -125,12 +127,12 @@ def _model(section: TrainSection, config: dict):
     import transformers
 
     if section.task == "classify":
-        labels = config["labels"]
+        names = [str(label) for label in config["labels"]]
         model = transformers.AutoModelForSequenceClassification.from_pretrained(
-            config["model_dir"], num_labels=len(labels), id2label=dict(enumerate(labels)),
-            label2id={name: i for i, name in enumerate(labels)})
+            config["model_dir"], revision=config["revision"], num_labels=len(names), id2label=dict(enumerate(names)),
+            label2id={name: i for i, name in enumerate(names)})
     else:
-        model = transformers.AutoModelForCausalLM.from_pretrained(config["model_dir"])
+        model = transformers.AutoModelForCausalLM.from_pretrained(config["model_dir"], revision=config["revision"])
     if section.lora is not None:
         from peft import LoraConfig, get_peft_model
 
@@ -143,7 +145,7 @@ def _model(section: TrainSection, config: dict):
 
 def _encoder(section: TrainSection, tokenizer, labels: list[str] | None):
     if section.task == "classify":
-        label_ids = {name: i for i, name in enumerate(labels or [])}
+        label_ids = {str(label): i for i, label in enumerate(labels or [])}
         return lambda row: encode_classify(tokenizer, str(row[section.text_column]), row[section.label_column],
                                            label_ids, section.max_length)
     if section.format == "messages":

@@ -9,11 +9,12 @@ import json
 import posixpath
 from pathlib import Path
 
-from jobs.commit.layout import (CHECKPOINT_DIR, MANIFEST, MODEL_DIR, RAY_TRAIN_DIR, STAMP, SUCCESS, TRAIN_LOG,
-                                OutputLocation,
-                                delete_dir, delete_file, write_bytes, write_json)
+from jobs.commit.layout import (CHECKPOINT_DIR, DERIVED_FILES, MANIFEST, MODEL_DIR, RAY_TRAIN_DIR, SUCCESS, TRAIN_LOG,
+                                OutputLocation, delete_file, write_bytes, write_json)
 from jobs.commit.publishing import put_in_place
 from jobs.crashpoints import crash_point
+
+REPORT_FILE = DERIVED_FILES[0]  # report.html, written into staging before publishing
 
 __all__ = ["CHECKPOINT_DIR", "MODEL_DIR", "RAY_TRAIN_DIR", "TRAIN_LOG", "model_source", "publish_model",
            "trained_model_folder"]
@@ -27,8 +28,8 @@ def model_source(name_or_path: str, revision: str | None) -> dict:
     folder = local_model_dir(name_or_path, revision)
     if folder is None:
         return {"source": name_or_path, "path": name_or_path, "revision": revision}
-    if folder.parent.name == "snapshots":
-        found = folder.name
+    if folder.parent.name == "snapshots":  # the HF cache: workers find it by name in their own cache
+        return {"source": name_or_path, "path": name_or_path, "revision": folder.name}
     else:
         digest = hashlib.sha256((folder / "config.json").read_bytes())
         for path in sorted(folder.iterdir()):
@@ -52,15 +53,13 @@ def trained_model_folder(value: str) -> str:
 
 
 def publish_model(loc: OutputLocation, manifest: dict) -> None:
-    """Seal staging (model files listed with their digests, manifest, `_SUCCESS` last) and put it
-    at the output path atomically; the checkpoints go once the model is safe."""
+    """Seal staging (the model's files and the report listed with their digests, manifest,
+    `_SUCCESS` last) and put it at the output path atomically; the checkpoints and Ray Train's
+    files go as staging is tidied there, once the model is safe."""
     staging = Path(loc.staging)
-    for leftover in (CHECKPOINT_DIR, RAY_TRAIN_DIR, TRAIN_LOG):
-        target = staging / leftover
-        delete_dir(loc.fs, str(target)) if target.is_dir() else delete_file(loc.fs, str(target))
+    kept = [p for p in sorted((staging / MODEL_DIR).rglob("*")) if p.is_file()] + [staging / REPORT_FILE]
     manifest["files"] = [{"path": str(p.relative_to(staging)), "rows": 0, "sha256": _sha256(p),
-                          "written_at": p.stat().st_mtime}
-                         for p in sorted(staging.rglob("*")) if p.is_file() and p.name != STAMP]
+                          "written_at": p.stat().st_mtime} for p in kept if p.is_file()]
     write_json(loc.fs, loc.publish_record, {"run_id": manifest["run_id"], "job": manifest["name"]})
     write_bytes(loc.fs, posixpath.join(loc.staging, MANIFEST), json.dumps(manifest, indent=2).encode())
     write_bytes(loc.fs, posixpath.join(loc.staging, SUCCESS), b"")

@@ -8,7 +8,9 @@ import html
 import json
 from pathlib import Path
 
-REPORT_FILE = "report.html"
+from jobs.commit.layout import DERIVED_FILES
+
+REPORT_FILE = DERIVED_FILES[0]  # report.html
 _COLORS = {"train loss": "#1f77b4", "eval loss": "#d62728"}
 _CSS = ("body{font:14px/1.4 system-ui,sans-serif;margin:2em auto;max-width:980px;color:#222}"
         "table{border-collapse:collapse;margin:.5em 0}td,th{padding:2px 10px;border-bottom:1px solid #ddd;"

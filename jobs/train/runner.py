@@ -10,14 +10,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 from jobs import commit
-from jobs.commit.layout import STAMP, OutputLocation, now_iso, read_json, write_json
+from jobs.commit.layout import STAMP, OutputLocation, delete_dir, now_iso, read_json, write_json
 from jobs.commit.verify import versions
 from jobs.errors import JobFailed, SpecError
 from jobs.lock import RunLock
@@ -34,43 +33,88 @@ class TrainResult:
     manifest: dict | None = None
 
 
-def plan_train(spec: TrainSpec) -> tuple[TrainData, dict]:
-    """Everything checked before Ray starts: the data, its splits and columns, the model's files."""
+@dataclass
+class TrainPlan:
+    """Everything decided before Ray starts."""
+
+    spec: TrainSpec
+    data: TrainData
+    source: dict  # the base model: source, path (local folder or hub name), revision
+    labels: list | None  # classify: the classes, in order of their index
+    steps_per_epoch: int
+    max_steps: int
+    loc: OutputLocation
+
+
+def plan_train(spec: TrainSpec) -> TrainPlan:
+    """Everything checked before Ray starts: the data, its splits, columns and labels, the model's
+    files, the workers against the rows, and the output path."""
     from jobs.engine.loading import check_model_files
 
-    data = locate(spec.train)
+    section, where = spec.train, spec.source
+    data = locate(section)
     try:
-        check_model_files(spec.train.model, spec.train.revision, trust_remote_code=False, allow_pickle=False)
+        check_model_files(section.model, section.revision, trust_remote_code=False, allow_pickle=False)
     except SpecError as exc:
-        raise SpecError(f"{spec.source}: train.{exc}") from None
+        raise SpecError(f"{where}: train.{exc}") from None
     loc = OutputLocation.for_uri(spec.output.path)
+    if not loc.is_local():
+        raise SpecError(f"{where}: output.path: fine-tuning writes checkpoints and the model from its workers: use a "
+                        f"local path (on a cluster, one every node mounts, with output.shared_filesystem: true)")
     loc.check_replaceable(spec.name)
-    return data, model_source(spec.train.model, spec.train.revision)
+    rows, workers = data.rows[section.train_split], section.resources.num_workers
+    if rows < workers:
+        raise SpecError(f"{where}: train.resources.num_workers: {workers} workers for {rows} training rows")
+    steps_per_epoch = -(-(rows // workers) // section.batch_size)
+    max_steps = section.max_steps or max(1, round((section.epochs or 1) * steps_per_epoch))
+    labels = _labels(spec, data) if section.task == "classify" else None
+    return TrainPlan(spec, data, model_source(section.model, section.revision), labels, steps_per_epoch, max_steps, loc)
+
+
+def _labels(spec: TrainSpec, data: TrainData) -> list:
+    """The classes of the train split, in their natural order (2 before 10); every eval label must be one."""
+    section = spec.train
+    found = data.table(section.train_split, [section.label_column])[0].to_pylist()
+    if any(value is None for value in found):
+        raise SpecError(f"{spec.source}: train.label_column: {section.label_column!r} has empty labels in split "
+                        f"{section.train_split!r}")
+    labels = sorted(set(found))
+    if section.eval_split:
+        unseen = set(data.table(section.eval_split, [section.label_column])[0].to_pylist()) - set(labels)
+        if unseen:
+            raise SpecError(f"{spec.source}: train.label_column: split {section.eval_split!r} has labels the train "
+                            f"split lacks: {sorted(map(str, unseen))[:5]}")
+    return labels
 
 
 def train(spec: TrainSpec, overwrite: bool = False) -> TrainResult:
-    data, source = plan_train(spec)
-    loc = OutputLocation.for_uri(spec.output.path)
+    plan = plan_train(spec)
+    loc = plan.loc
     with RunLock(loc.lock_path, f"output {loc.path}"):
-        commit.recover(loc)
+        recovered = commit.recover(loc)
         loc.check_replaceable(spec.name)
-        if loc.is_committed() and not overwrite:
+        fingerprint = _fingerprint(plan)
+        # A rerun after a kill mid-publish: the publish `recover` finished is this run's output.
+        finished_here = recovered is not None and loc.committed_fingerprint() == fingerprint
+        if loc.is_committed() and (not overwrite or finished_here):
             return TrainResult(loc.path, skipped=True)
         if loc.is_committed():
             loc.check_unchanged()
         started, started_at = time.time(), now_iso()
-        fingerprint = _fingerprint(spec, data, source)
         staging = _prepare_staging(loc, fingerprint, spec.name)
         resume_from = _last_checkpoint(staging / CHECKPOINT_DIR)
-        log, world_size = _fit(spec, data, source, staging, resume_from)
-        manifest = _manifest(spec, data, source, fingerprint, log, world_size, resume_from, started, started_at)
+        log, world_size = _fit(plan, staging, resume_from)
+        manifest = _manifest(plan, fingerprint, log, world_size, resume_from, started, started_at)
         write_train_report(staging, manifest)
         publish_model(loc, manifest)
     return TrainResult(loc.path, skipped=False, manifest=manifest)
 
 
-def _fingerprint(spec: TrainSpec, data: TrainData, source: dict) -> str:
-    digest = hashlib.sha256(json.dumps([spec.resolved(), data.record_sha256, source], sort_keys=True).encode())
+def _fingerprint(plan: TrainPlan) -> str:
+    """The spec (without its date: a run killed before midnight resumes after it), the data's
+    record and the base model's revision."""
+    resolved = {k: v for k, v in plan.spec.resolved().items() if k != "date"}
+    digest = hashlib.sha256(json.dumps([resolved, plan.data.record_sha256, plan.source], sort_keys=True).encode())
     return digest.hexdigest()
 
 
@@ -80,7 +124,7 @@ def _prepare_staging(loc: OutputLocation, fingerprint: str, name: str) -> Path:
     staging = Path(loc.staging)
     stamp = read_json(loc.fs, str(staging / STAMP)) if staging.exists() else {}
     if stamp.get("fingerprint") != fingerprint:
-        shutil.rmtree(staging, ignore_errors=True)
+        delete_dir(loc.fs, str(staging))
         staging.mkdir(parents=True)
         write_json(loc.fs, str(staging / STAMP), {"fingerprint": fingerprint, "job": name, "created_at": now_iso()})
     return staging
@@ -92,7 +136,15 @@ def _last_checkpoint(folder: Path) -> str | None:
     return str(max(steps)[1]) if steps else None
 
 
-def _fit(spec: TrainSpec, data: TrainData, source: dict, staging: Path, resume_from: str | None) -> tuple[dict, int]:
+def _shuffled(table, seed: int):
+    """Rows in a seeded order: an augmented corpus holds each row's copies next to it."""
+    import numpy as np
+    import pyarrow as pa
+
+    return table.take(pa.array(np.random.default_rng(seed).permutation(table.num_rows)))
+
+
+def _fit(plan: TrainPlan, staging: Path, resume_from: str | None) -> tuple[dict, int]:
     import ray
     from ray.train import DataConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
@@ -100,28 +152,25 @@ def _fit(spec: TrainSpec, data: TrainData, source: dict, staging: Path, resume_f
     from jobs.pipeline import init_ray
     from jobs.train.loop import train_loop
 
+    spec, data = plan.spec, plan.data
     section, resources = spec.train, spec.train.resources
     init_ray()
+    if len(ray.nodes()) > 1 and not spec.output.shared_filesystem:
+        raise JobFailed("output.path: the workers of a multi-node cluster write checkpoints and the model there: "
+                        "put it on storage every node mounts and set output.shared_filesystem: true")
     ray.data.DataContext.get_current().enable_progress_bars = False  # the datasets carry it to the workers
     columns = needed_columns(section)
-    datasets = {"train": ray.data.from_arrow(data.table(section.train_split, columns))}
+    datasets = {"train": ray.data.from_arrow(_shuffled(data.table(section.train_split, columns), spec.seed))}
     if section.eval_split:
         datasets["eval"] = ray.data.from_arrow(data.table(section.eval_split, columns))
-    labels = None
-    if section.task == "classify":
-        labels = sorted({str(v) for v in data.table(section.train_split, [section.label_column])[0].to_pylist()})
     workers = resources.num_workers
-    per_worker = data.rows[section.train_split] // workers
-    if per_worker < 1:
-        raise JobFailed(f"train.resources.num_workers: {workers} workers for {data.rows[section.train_split]} "
-                        f"training rows; use fewer workers")
-    steps_per_epoch = -(-per_worker // section.batch_size)
-    max_steps = section.max_steps or max(1, round((section.epochs or 1) * steps_per_epoch))
     cores = os.cpu_count() or 1
-    config = {"section": section.model_dump(mode="json"), "model_dir": source["path"], "seed": spec.seed,
+    config = {"section": section.model_dump(mode="json"), "model_dir": plan.source["path"],
+              "revision": section.revision, "seed": spec.seed,
               "checkpoints": str(staging / CHECKPOINT_DIR), "model_out": str(staging / MODEL_DIR),
-              "log_out": str(staging / TRAIN_LOG), "resume_from": resume_from, "max_steps": max_steps, "steps_per_epoch": steps_per_epoch,
-              "labels": labels, "has_eval": "eval" in datasets, "use_gpu": resources.use_gpu,
+              "log_out": str(staging / TRAIN_LOG), "resume_from": resume_from, "max_steps": plan.max_steps,
+              "steps_per_epoch": plan.steps_per_epoch, "labels": plan.labels, "has_eval": "eval" in datasets,
+              "use_gpu": resources.use_gpu,
               # Ray pins torch to num_cpus threads; on this machine's own Ray the workers share its cores.
               "threads": max(1, int(resources.cpus_per_worker) if os.environ.get("RAY_ADDRESS") else cores // workers)}
     trainer = TorchTrainer(
@@ -135,7 +184,7 @@ def _fit(spec: TrainSpec, data: TrainData, source: dict, staging: Path, resume_f
     except Exception as exc:  # Ray Train wraps a worker's error: one line, the worker's own words
         raise JobFailed(f"training failed: {_root_cause(exc)}") from None
     log = json.loads((staging / TRAIN_LOG).read_text(encoding="utf-8"))
-    return {**log, "max_steps": max_steps}, workers
+    return {**log, "max_steps": plan.max_steps}, workers
 
 
 def _root_cause(exc: BaseException) -> str:
@@ -146,8 +195,9 @@ def _root_cause(exc: BaseException) -> str:
     return f"{type(seen).__name__}: {text[:500]}"
 
 
-def _manifest(spec: TrainSpec, data: TrainData, source: dict, fingerprint: str, log: dict, world_size: int,
-              resume_from: str | None, started: float, started_at: str) -> dict:
+def _manifest(plan: TrainPlan, fingerprint: str, log: dict, world_size: int, resume_from: str | None,
+              started: float, started_at: str) -> dict:
+    spec, data, source = plan.spec, plan.data, plan.source
     history = log["log_history"]
     train_loss = [{"step": h["step"], "loss": h["loss"]} for h in history if "loss" in h]
     eval_loss = [{"step": h["step"], "loss": h["eval_loss"]} for h in history if "eval_loss" in h]

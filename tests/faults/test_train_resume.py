@@ -18,8 +18,8 @@ from tests.helpers.train_data import train_spec, write_export
 
 def test_a_killed_training_run_resumes_from_its_checkpoint(tiny_models, tmp_path, ledger):
     data = write_export(tmp_path / "export")
-    reference = write_spec(tmp_path / "ref.yaml", train_spec(data, tiny_models.qwen2, tmp_path / "ref", max_steps=9))
-    spec = write_spec(tmp_path / "sft.yaml", train_spec(data, tiny_models.qwen2, tmp_path / "out", max_steps=9))
+    reference = write_spec(tmp_path / "ref.yaml", train_spec(data, tiny_models.qwen2, tmp_path / "ref", max_steps=12))
+    spec = write_spec(tmp_path / "sft.yaml", train_spec(data, tiny_models.qwen2, tmp_path / "out", max_steps=12))
     assert cli("train", reference, timeout=600).returncode == 0
     checkpoint = tmp_path / ".out.staging" / "_checkpoints" / "checkpoint-6" / "trainer_state.json"
     driver = subprocess.Popen([*RAYBATCH, "train", str(spec)], cwd=ROOT, stdout=subprocess.DEVNULL,
@@ -37,8 +37,8 @@ def test_a_killed_training_run_resumes_from_its_checkpoint(tiny_models, tmp_path
     assert "resumed from step" in again.stdout
     resumed = json.loads((tmp_path / "out" / "_manifest.json").read_text())
     whole = json.loads((tmp_path / "ref" / "_manifest.json").read_text())
-    assert resumed["resumed_from_step"] == 6 and resumed["steps"] == whole["steps"] == 9
-    assert [e["step"] for e in resumed["train_loss"]] == [3, 6, 9]
+    assert resumed["resumed_from_step"] == 6 and resumed["steps"] == whole["steps"] == 12
+    assert [e["step"] for e in resumed["train_loss"]] == [3, 6, 9, 12]
     assert [round(e["loss"], 4) for e in resumed["train_loss"]] == [round(e["loss"], 4) for e in whole["train_loss"]]
     assert not (tmp_path / ".out.staging").exists()
     ledger("kill point", "train: kill -9 after a checkpoint, then resume")

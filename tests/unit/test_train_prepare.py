@@ -47,9 +47,14 @@ def test_messages_label_the_assistant_turns_only(tokenizer):
     whole = tokenizer.apply_chat_template(chat, tokenize=True)
     whole = list(whole["input_ids"] if hasattr(whole, "keys") else whole)
     assert row["input_ids"] == whole
-    text = tokenizer.decode([t for t in row["labels"] if t != IGNORE])
-    assert "positive" in text and "negative" in text
+    labelled = [i for i, t in enumerate(row["labels"]) if t != IGNORE]
+    assert all(row["labels"][i] == row["input_ids"][i] for i in labelled)
+    text = tokenizer.decode([row["input_ids"][i] for i in labelled])
+    assert "positive" in text and "negative" in text and "assistant" not in text  # not the turn's header
     assert "great acting" not in text and "dull plot" not in text and "You label" not in text
+    before_reply = tokenizer.apply_chat_template(chat[:2], tokenize=True, add_generation_prompt=True)
+    before_reply = list(before_reply["input_ids"] if hasattr(before_reply, "keys") else before_reply)
+    assert min(labelled) >= len(before_reply) - 1  # nothing before the first reply (bar a merged space)
 
 
 def test_padding_masks_labels_and_classify_metrics():
@@ -119,3 +124,24 @@ def test_a_missing_model_is_named_and_a_held_lock_stops_the_run_before_ray(tiny_
         with pytest.raises(LockHeld, match="another run holds output"):
             train(spec)
     assert not (tmp_path / "out").exists() and not (tmp_path / ".out.staging").exists()
+
+
+def test_classes_keep_their_natural_order_and_eval_labels_must_be_known(tiny_models, tmp_path):
+    from jobs.train.runner import plan_train
+
+    folder = tmp_path / "export"
+    folder.mkdir()
+    for split, labels in (("train", [10, 2, 2, 10, 1, 1]), ("validation", [1, 2, 10])):
+        pq.write_table(pa.table({"text": [f"row {i}" for i in range(len(labels))], "label": labels}),
+                       folder / f"{split}.parquet")
+    (folder / "_export.json").write_text(json.dumps({"files": ["train.parquet", "validation.parquet"]}))
+    spec = train_spec(folder, tiny_models.masked_lm, tmp_path / "out", task="classify")
+    plan = plan_train(parse_train_spec(spec, source="c.yaml"))
+    assert plan.labels == [1, 2, 10] and plan.max_steps == 6  # train_spec sets max_steps
+    pq.write_table(pa.table({"text": ["x"], "label": [7]}), folder / "validation.parquet")
+    with pytest.raises(SpecError, match=r"c.yaml: train.label_column: split 'validation' has labels the train split "
+                                        r"lacks: \['7'\]"):
+        plan_train(parse_train_spec(spec, source="c.yaml"))
+    spec["train"]["resources"] = {"num_workers": 8}
+    with pytest.raises(SpecError, match=r"train.resources.num_workers: 8 workers for 6 training rows"):
+        plan_train(parse_train_spec(spec, source="c.yaml"))
