@@ -19,6 +19,7 @@ no secret/token recognizer, so those kinds score 0 for it.
 - rows/s: all rows (planted + decoys + clean), the best of --rounds, the sides alternating in this one
   process; imports and engine building are excluded (and reported), both sides are warmed up first.
 
+    .venv/bin/pip install -e ".[bench]"                        # Presidio (no spaCy model is needed)
     .venv/bin/python benchmarks/bench_redact.py                 # 2,000 planted, 2,000 decoys, 5,000 clean
     .venv/bin/python benchmarks/bench_redact.py --rounds 1 --min-score 0.5
 """
