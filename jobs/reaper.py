@@ -30,6 +30,14 @@ def watch(driver_pid: int, interval: float = 0.5) -> None:
         except psutil.Error:
             pass
         time.sleep(interval)
+    # A worker the raylet started after the last look is its child still: one more sweep from every
+    # process seen finds it before anything is killed.
+    for proc in list(known.values()):
+        try:
+            for child in proc.children(recursive=True):
+                known.setdefault(child.pid, child)
+        except psutil.Error:
+            pass
     known.pop(me, None)
     for proc in known.values():
         try:
