@@ -29,6 +29,7 @@ def train_loop(config: dict) -> None:
     tokenizer = transformers.AutoTokenizer.from_pretrained(config["model_dir"], revision=config["revision"])
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
+    transformers.set_seed(config["seed"])  # a classifier's new head, LoRA's adapters: the same every run
     model = _model(section, config)
     if model.config.pad_token_id is None:  # a decoder-only classifier finds each row's last token by it
         model.config.pad_token_id = tokenizer.pad_token_id
