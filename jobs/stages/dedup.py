@@ -15,7 +15,6 @@ numpy, a few bytes per row; `__call__` then marks the removed rows of each block
 from __future__ import annotations
 
 import glob
-import os
 from typing import Literal
 
 import numpy as np
