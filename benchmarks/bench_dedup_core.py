@@ -107,14 +107,10 @@ def ours(texts: list[str], threshold: float, num_perm: int) -> dict:
             "verified": len(verified), "params": (hasher.bands, hasher.rows)}
 
 
-def datasketch_side(texts: list[str], threshold: float, num_perm: int, weights: tuple[float, float]) -> dict:
-    from datasketch import MinHash, MinHashLSH
-
-    start = time.perf_counter()
-    shingles = [[t.encode("utf-8") for t in set(tokens(normalize(text)))] for text in texts]
-    minhashes = MinHash.bulk(shingles, num_perm=num_perm)
-    lsh = MinHashLSH(threshold=threshold, num_perm=num_perm, weights=weights)
-    parent = list(range(len(texts)))
+def datasketch_groups(shingles: list, minhashes: list, lsh, threshold: float) -> tuple[list[int], int, int]:
+    """datasketch's README loop: per row `query` then `insert`, candidates checked with `jaccard`,
+    union-find with the earliest row of a group as its root. (root per row, candidates, verified)."""
+    parent = list(range(len(minhashes)))
 
     def root(i: int) -> int:
         while parent[i] != i:
@@ -134,7 +130,18 @@ def datasketch_side(texts: list[str], threshold: float, num_perm: int, weights: 
                 a, b = root(i), root(j)
                 parent[max(a, b)] = min(a, b)  # the smaller index stays the root: first occurrence
         lsh.insert(i, m)
-    rep = np.array([root(i) for i in range(len(texts))], dtype=np.int64)
+    return [root(i) for i in range(len(minhashes))], candidates, verified
+
+
+def datasketch_side(texts: list[str], threshold: float, num_perm: int, weights: tuple[float, float]) -> dict:
+    from datasketch import MinHash, MinHashLSH
+
+    start = time.perf_counter()
+    shingles = [[t.encode("utf-8") for t in set(tokens(normalize(text)))] for text in texts]
+    minhashes = MinHash.bulk(shingles, num_perm=num_perm)
+    lsh = MinHashLSH(threshold=threshold, num_perm=num_perm, weights=weights)
+    roots, candidates, verified = datasketch_groups(shingles, minhashes, lsh, threshold)
+    rep = np.array(roots, dtype=np.int64)
     return {"rep": rep, "seconds": time.perf_counter() - start, "candidates": candidates,
             "verified": verified, "params": (lsh.b, lsh.r)}
 

@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from bench_dedup_core import EDA, make_rows  # noqa: E402
+from bench_dedup_core import EDA, datasketch_groups, make_rows  # noqa: E402
 from measure import run_measured  # noqa: E402
 
 SETS = ("sst2", "subj", "trec", "cr", "pc")
@@ -151,25 +151,7 @@ def peer_worker(folder: str, out: str, update: bool) -> None:
     else:
         minhashes = MinHash.bulk(shingles, num_perm=NUM_PERM)
     lsh = MinHashLSH(threshold=THRESHOLD, num_perm=NUM_PERM)
-    parent = list(range(len(texts)))
-
-    def root(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    pairs = 0
-    for i, m in enumerate(minhashes):
-        if not shingles[i]:
-            continue
-        for j in lsh.query(m):  # only earlier rows are in the index: each pair is seen once
-            if minhashes[j].jaccard(m) >= THRESHOLD:
-                pairs += 1
-                a, b = root(i), root(j)
-                parent[max(a, b)] = min(a, b)  # the earliest row stays the root: the kept row
-        lsh.insert(i, m)
-    reps = [root(i) for i in range(len(texts))]
+    reps, _, pairs = datasketch_groups(shingles, minhashes, lsh, THRESHOLD)
     keep = [r == i for i, r in enumerate(reps)]
     Path(out).mkdir(parents=True)
     pq.write_table(table.filter(pa.array(keep)), Path(out) / "kept.parquet")
