@@ -17,6 +17,7 @@ from jobs.errors import RaybatchError, StageFailed
 from jobs.inputs import Shard, resolve_filesystem
 from jobs.plan import JobPlan
 from jobs.reader import read_shard
+from jobs.reaper import REAPER_TAG
 from jobs.segments import Segment, split
 from jobs.stages.base import KEYS_PREFIX, StageContext, StageParams
 from jobs.workers import StageActor, StageTask
@@ -34,15 +35,20 @@ def init_ray(num_cpus: int | None = None) -> None:
         ray.init(address=os.environ["RAY_ADDRESS"], logging_level="WARNING", log_to_driver=True)
     else:
         _start_reaper()
-        ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, logging_level="WARNING",
-                 log_to_driver=True)
+        try:
+            ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, logging_level="WARNING",
+                     log_to_driver=True)
+        finally:  # Ray's processes have it; what this process starts later is not Ray's
+            os.environ.pop(REAPER_TAG, None)
 
 
 def _start_reaper() -> None:
     """A watcher in its own session that stops this embedded Ray if this process is killed."""
     import subprocess
     import sys
+    import uuid
 
+    os.environ[REAPER_TAG] = f"{os.getpid()}-{uuid.uuid4().hex}"  # inherited by every Ray process
     subprocess.Popen([sys.executable, "-m", "jobs.reaper", str(os.getpid())], start_new_session=True,
                      stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
