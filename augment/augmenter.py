@@ -21,6 +21,8 @@ from augment.params import AugmentParams
 # 53 bits: every seed is exact as a float64 too, so a reader that turns a nullable integer column
 # into floats (pandas, JSON in JavaScript) still holds the seed that replays the copy.
 _SEED_MASK = (1 << 53) - 1
+# Rows whose copies rule ops make together: few enough that their parses stay cached (tokens.PARSE_CACHE).
+RULE_CHUNK = 64
 
 
 def derive_seed(seed: int, row_id: str, copy: int, op: str, attempt: int) -> int:
@@ -114,19 +116,20 @@ class Augmenter:
     def augment_block(self, texts: list[str | None], row_ids: list[str],
                       langs: list[str | None] | None = None) -> list[RowResult]:
         """Each row's copies and why some are missing; what a row gets depends on that row alone.
-        Rule ops go row by row (a row's parse stays cached across its copies and checks); model ops
-        take every live row at once, so each of their calls is one batch."""
+        Rule ops take the rows a chunk at a time (the chunk's parses stay cached across its copies
+        and checks); model ops take every live row at once, so each of their calls is one batch."""
         results = [RowResult() for _ in texts]
-        live, by_row = [], not self.params.uses_models
+        live, chunk = [], len(texts) if self.params.uses_models else RULE_CHUNK
         for i, text in enumerate(texts):
             reason = self.skip_reason(text, langs[i] if langs else None)
             if reason is not None:
                 self.counts[f"rows_{reason}"] += 1
                 results[i].skipped = reason
-            elif by_row:
-                self._copies([i], texts, row_ids, results)
-            else:
-                live.append(i)
+                continue
+            live.append(i)
+            if len(live) == chunk:
+                self._copies(live, texts, row_ids, results)
+                live = []
         if live:
             self._copies(live, texts, row_ids, results)
         return results

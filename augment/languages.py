@@ -13,7 +13,7 @@ import functools
 import regex
 
 from augment.ops import LEXICAL, STOPWORDS, Vocab
-from augment.tokens import MEMO_LIMIT, parse
+from augment.tokens import MEMO_LIMIT, PARSE_CACHE, parse
 
 _LATIN = regex.compile(r"\p{Latin}")
 
@@ -49,19 +49,15 @@ def has_english_words(text: str, vocab: Vocab) -> bool:
     return _english_counts(text, vocab)[1] > 0
 
 
-@functools.lru_cache(maxsize=16)
+@functools.lru_cache(maxsize=PARSE_CACHE)
 def _english_counts(text: str, vocab: Vocab) -> tuple[int, int]:
     """(English words, Latin-script words) of a text."""
-    total = known = 0
-    memo = vocab.english
-    for _, core, _ in parse(text).cores:
-        found = memo.get(core)
-        if found is None:
-            found = _english(core, vocab) if core else -1
-        if found >= 0:
-            total += 1
-            known += found
-    return known, total
+    words = parse(text).core_words
+    found = list(map(vocab.english.get, words))
+    if None in found:
+        found = [f if f is not None else (_english(w, vocab) if w else -1) for f, w in zip(found, words)]
+    known = found.count(1)
+    return known, known + found.count(0)
 
 
 def detect(text: str) -> str:

@@ -13,6 +13,7 @@ its seed alone.
 from __future__ import annotations
 
 import functools
+import itertools
 import random
 import re
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ from typing import Callable
 
 from augment.params import DeleteOp, InsertOp, ReorderOp, SubstituteOp, _OpBase
 from augment.sentences import SENTENCE_END, shuffle_sentences
-from augment.tokens import MEMO_LIMIT, Tokens, is_word, parse, split_core, word_count
+from augment.tokens import MEMO_LIMIT, PARSE_CACHE, Tokens, is_word, parse, split_core, word_count
 
 # NLTK's English stopword list (the one EDA uses), plus the fragments that apostrophe-stripped text
 # leaves ("you re", "i d"): these words carry grammar, not content, so they are never replaced.
@@ -45,10 +46,11 @@ billion trillion first second third fourth fifth sixth seventh eighth ninth tent
 LEXICAL = re.compile(r"[A-Za-z]+(?:[-'][A-Za-z]+)*\Z")  # what WordNet can know
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Vocab:
     """What the ops consult besides the text: the lexicon (None: lexical ops unavailable), the words
-    lexical ops never replace, and the words no op touches at all."""
+    lexical ops never replace, and the words no op touches at all. Compared by identity: it keys the
+    ops' per-text caches, where hashing its word sets on every call would cost more than the work."""
 
     lexicon: object | None = None
     stopwords: frozenset[str] = STOPWORDS
@@ -56,9 +58,8 @@ class Vocab:
     # Memos across rows (results depend on the words alone, never on the memo's state):
     # word -> 1 English, 0 not, -1 not Latin script (the language guard's), and
     # (word, previous word, senses) -> synonyms (the lexical ops').
-    english: dict[str, int] = field(default_factory=dict, compare=False, hash=False, repr=False)
-    slots: dict[tuple[str, str, int], tuple[str, ...]] = field(default_factory=dict, compare=False, hash=False,
-                                                               repr=False)
+    english: dict[str, int] = field(default_factory=dict, repr=False)
+    slots: dict[tuple[str, str, int], tuple[str, ...]] = field(default_factory=dict, repr=False)
 
 
 def edits_for(n_words: int, params: _OpBase) -> int:
@@ -76,7 +77,7 @@ def match_case(source: str, word: str) -> str:
     return word
 
 
-@functools.lru_cache(maxsize=16)
+@functools.lru_cache(maxsize=PARSE_CACHE)
 def _synonym_slots(text: str, senses: int, vocab: Vocab) -> tuple[tuple[int, tuple[str, ...]], ...]:
     """(token index, synonyms) for each token a lexical op may use: a plain word that is neither a
     stopword, a protected word nor a number (digits or words), and has synonyms for the part of
@@ -84,30 +85,36 @@ def _synonym_slots(text: str, senses: int, vocab: Vocab) -> tuple[tuple[int, tup
     lexicon = vocab.lexicon
     if lexicon is None:
         raise ValueError("substitute and insert need the WordNet lexicon")
-    slots, previous, memo = [], "", vocab.slots
+    memo = vocab.slots
     if len(memo) >= MEMO_LIMIT:
         memo.clear()
-    for index, (_, core, _) in enumerate(parse(text).cores):
-        if not core:
-            continue
-        key = (core, previous, senses)
-        synonyms = memo.get(key)
-        if synonyms is None:
-            lower = core.lower()
-            synonyms = memo[key] = lexicon.synonyms_in_context(lower, previous.lower(), senses) \
-                if LEXICAL.match(core) and lower not in vocab.stopwords and lower not in vocab.protect \
-                and lower not in NUMBER_WORDS else ()
-        if synonyms:
-            slots.append((index, synonyms))
-        previous = core
-    return tuple(slots)
+    parsed = parse(text)
+    # Each word with the word before it (tokens of punctuation alone are skipped, not context).
+    indices = [i for i, core in enumerate(parsed.core_words) if core]
+    words = [parsed.core_words[i] for i in indices]
+    keys = list(zip(words, ["", *words[:-1]], itertools.repeat(senses)))
+    found = list(map(memo.get, keys))
+    if None in found:
+        found = [f if f is not None else _lookup(key, lexicon, vocab) for f, key in zip(found, keys)]
+    return tuple((index, synonyms) for index, synonyms in zip(indices, found) if synonyms)
+
+
+def _lookup(key: tuple[str, str, int], lexicon, vocab: Vocab) -> tuple[str, ...]:
+    core, previous, senses = key
+    lower = core.lower()
+    synonyms = vocab.slots[key] = lexicon.synonyms_in_context(lower, previous.lower(), senses) \
+        if LEXICAL.match(core) and lower not in vocab.stopwords and lower not in vocab.protect \
+        and lower not in NUMBER_WORDS else ()
+    return synonyms
 
 
 def _movable(text: str, vocab: Vocab) -> list[int]:
     """Indices of word tokens that delete and reorder may touch."""
     parsed = parse(text)
-    return [i for i, (flag, (_, core, _)) in enumerate(zip(parsed.word_flags, parsed.cores))
-            if flag and (not vocab.protect or core.lower() not in vocab.protect)]
+    movable = list(itertools.compress(range(len(parsed.word_flags)), parsed.word_flags))
+    if vocab.protect:
+        movable = [i for i in movable if parsed.core_words[i].lower() not in vocab.protect]
+    return movable
 
 
 # ---- the ops -----------------------------------------------------------------------------------

@@ -13,6 +13,8 @@ is kept unaugmented (counted as `rows_kept_without_copy`).
 
 from __future__ import annotations
 
+import gc
+
 import pyarrow as pa
 
 from augment.augmenter import Augmenter, RowResult
@@ -63,6 +65,17 @@ class AugmentStage(Stage):
                     raise SpecError(f"ops[{index}] ({op.op}).{exc}") from None
 
     def __call__(self, batch: pa.Table) -> pa.Table:
+        # A block makes millions of short-lived objects and no cycles; the collector would walk the
+        # lexicon memos (long-lived, large) again and again for nothing.
+        was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            return self._augment(batch)
+        finally:
+            if was_enabled:
+                gc.enable()
+
+    def _augment(self, batch: pa.Table) -> pa.Table:
         p = self.params
         texts, failures = _texts(batch[p.column])
         row_ids = batch[ROW_ID].to_pylist()

@@ -29,6 +29,7 @@ _WORD = regex.compile(r"[\p{L}\p{N}]")
 _CJK = regex.compile(r"[\p{Han}\p{Hiragana}\p{Katakana}]")
 _GRAPHEME = regex.compile(r"\X", regex.S)
 MEMO_LIMIT = 500_000  # entries any per-process memo of the ops holds before it starts over
+PARSE_CACHE = 256  # recent texts whose parse is kept: every row of a chunk the augmenter works on at once
 
 
 class Parsed(NamedTuple):
@@ -42,41 +43,46 @@ class Parsed(NamedTuple):
     n_words: int
     plain: bool  # every gap is one space: joining is one str.join
     cjk: tuple[bool, ...]  # the token holds Han or kana (its words join without spaces)
+    core_words: tuple[str, ...]  # the middle of each core: what lexicons and guards look up
 
 
-_cores: dict[str, tuple[tuple[str, str, str], bool, bool]] = {}
+# token -> (core split, holds a letter or digit, holds CJK, the core's word)
+_cores: dict[str, tuple[tuple[str, str, str], bool, bool, str]] = {}
 
 
-def _describe(token: str) -> tuple[tuple[str, str, str], bool, bool]:
-    """(core split, holds a letter or digit, holds CJK) of one token, memoized across rows."""
-    found = _cores.get(token)
-    if found is None:
-        if len(_cores) >= MEMO_LIMIT:
-            _cores.clear()
-        core = split_core(token)
-        found = _cores[token] = (core, is_word(core[1]), _CJK.search(token) is not None)
+def _describe(token: str) -> tuple[tuple[str, str, str], bool, bool, str]:
+    """What parse keeps of one token, memoized across rows."""
+    if len(_cores) >= MEMO_LIMIT:
+        _cores.clear()
+    core = split_core(token)
+    found = _cores[token] = (core, is_word(core[1]), _CJK.search(token) is not None, core[1])
     return found
 
 
-@functools.lru_cache(maxsize=64)
+def _described(words: list[str]) -> list[tuple]:
+    found = list(map(_cores.get, words))  # the hot path: every token of a corpus repeats
+    if None in found:
+        found = [d if d is not None else _describe(w) for d, w in zip(found, words)]
+    return found
+
+
+@functools.lru_cache(maxsize=PARSE_CACHE)
 def parse(text: str) -> Parsed:
     stripped = text.strip()
     words = stripped.split()
     if not words:
-        return Parsed((), (), (), (), 0, True, ())
+        return Parsed((), (), (), (), 0, True, (), ())
     if len(words) == 1 or " ".join(words) == stripped:
         gaps, plain = [" "] * (len(words) - 1), True
     else:
         parts = _GAP.split(stripped)
         words, gaps, plain = parts[0::2], parts[1::2], False
-    described = [_describe(word) for word in words]
-    if any(d[2] for d in described):
-        words, gaps = segment(words, gaps, [d[2] for d in described])
-        described = [_describe(word) for word in words]
+    cores, flags, cjk, core_words = zip(*_described(words))
+    if True in cjk:
+        words, gaps = segment(words, gaps, cjk)
+        cores, flags, cjk, core_words = zip(*_described(words))
         plain = False
-    cores = tuple([d[0] for d in described])
-    flags = tuple([d[1] for d in described])
-    return Parsed(tuple(words), tuple(gaps), cores, flags, sum(flags), plain, tuple([d[2] for d in described]))
+    return Parsed(tuple(words), tuple(gaps), cores, flags, sum(flags), plain, cjk, core_words)
 
 
 def segment(words: list[str], gaps: list[str], cjk: list[bool]) -> tuple[list[str], list[str]]:
