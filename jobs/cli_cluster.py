@@ -15,7 +15,7 @@ from typing import List, Optional
 
 import typer
 
-from jobs.errors import RaybatchError, SpecError
+from jobs.errors import InputDataError, RaybatchError, SpecError
 from jobs.secrets import redact_uri
 from ray_cluster.errors import ClusterError
 
@@ -195,21 +195,35 @@ def cluster_down(directory: Optional[Path] = ClusterDirOption) -> None:
 
 def report(output: Path = typer.Argument(..., metavar="OUTPUT", help="A committed output folder."),
            column: Optional[str] = typer.Option(None, "--column", help="Text column for the length histogram "
-                                                "(default: the first stage's column).")) -> None:
-    """Summarize a committed output and write OUTPUT/report.html (throughput, lengths, dead letters);
-    a fine-tuning output's report.html (loss curves, eval metrics) was written when it was committed."""
-    from jobs.report import load_report, print_report, write_html
+                                                "(default: the first stage's column)."),
+           html: Optional[Path] = typer.Option(None, "--html", help="Also write the page to this file (outside "
+                                               "the output), e.g. for an output committed without one.")) -> None:
+    """Summarize a committed output: counts, dead letters by cause, lengths, throughput, and where
+    its report.html is (written with the data when the run committed; this never changes OUTPUT)."""
+    from jobs.report import REPORT_FILE, load_report, print_report
+    from jobs.report_html import write_html
     from jobs.train.report import print_train_report
 
     try:
+        if html is not None and _inside(html, output):
+            raise InputDataError(f"--html {html}: inside the committed output; a report never changes an output")
         if print_train_report(output, typer.echo):  # a fine-tuning output carries its report already
             return
         data = load_report(output, column)
     except OurErrors as exc:
         _fail(exc)
     print_report(data)
-    path = write_html(data)
-    typer.echo(f"report: {path}")
+    if html is not None:
+        typer.echo(f"report: {write_html(data, html)}")
+    elif (output / REPORT_FILE).exists():
+        typer.echo(f"report: {output / REPORT_FILE}")
+    else:
+        typer.echo(f"no {REPORT_FILE} in this output (committed before runs wrote one); "
+                   f"--html PATH writes one elsewhere")
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    return path.resolve().is_relative_to(folder.resolve())
 
 
 def register(app: typer.Typer) -> None:

@@ -68,6 +68,7 @@ def _run_locked(plan: JobPlan, overwrite: bool) -> RunResult:
         if loc.is_committed():
             loc.check_unchanged()
         manifest = _produce(plan, fingerprint, incremental is not None, started)
+        _write_report(loc, manifest)
         if incremental is not None:
             incremental.mark_pending(_taken(plan, manifest), loc.path, manifest.run_id)
         commit.publish(loc, manifest)
@@ -120,6 +121,26 @@ def _execute_segments(plan: JobPlan, todo: list) -> None:
         commit.write_decisions(loc, index, cls.decide(params, commit.WorkRows(loc, segment.number, plan.shards),
                                                       context))
     execute(plan, todo, segments[-1])
+
+
+def _write_report(loc, manifest: Manifest) -> None:
+    """report.html goes into staging with the data it describes, so `raybatch report` never has to
+    write into a committed output. A report that cannot be drawn is said, and the data published."""
+    import sys
+    from pathlib import Path
+
+    from jobs.report import REPORT_FILE, load_report
+    from jobs.report_html import write_html
+
+    if not loc.is_local():
+        return
+    try:
+        data = load_report(loc.staging, manifest=manifest.model_dump())
+        data.output = Path(loc.path)  # what the page names: where the output will be
+        write_html(data, Path(loc.staging) / REPORT_FILE)
+        manifest.report = REPORT_FILE
+    except Exception as exc:  # the report describes the data; it must never cost the data
+        print(f"warning: report.html was not written: {type(exc).__name__}: {exc}", file=sys.stderr)
 
 
 def _taken(plan: JobPlan, manifest: Manifest) -> list:

@@ -74,3 +74,4 @@ class Manifest(BaseModel):
     versions: dict[str, str]
     input_files: list[str] = []
     incremental: bool = False
+    report: str | None = None  # report.html, written with the data before publishing

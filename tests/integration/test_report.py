@@ -18,7 +18,8 @@ import pytest
 
 from jobs.plan import plan_job
 from jobs.runner import run_job
-from jobs.report import load_report, print_report, throughput, write_html
+from jobs.report import load_report, print_report, throughput
+from jobs.report_html import write_html
 from jobs.spec import load_spec
 from tests.conftest import ROOT, eda_sentences
 from tests.helpers.jobs import read_output, write_spec
@@ -63,12 +64,22 @@ def test_report_numbers_come_from_the_committed_files(committed):
     assert sum(rates) * width == pytest.approx(rows_in)
 
 
+def test_the_run_wrote_report_html_with_its_data_and_lists_it(committed, tmp_path):
+    out, _ = committed
+    report = load_report(out)
+    assert report.manifest["report"] == "report.html"
+    path = os.path.join(out, "report.html")
+    # Drawn again from the committed output, the page is the one the run wrote.
+    assert write_html(report, tmp_path / "again.html").read_text() == open(path, encoding="utf-8").read()
+    page = open(path, encoding="utf-8").read()
+    assert f"<td>output</td><td>{out}</td>" in page and "NOT committed" not in page
+    assert "name: report-job" in page and "{&quot;" not in page  # the spec as YAML, not a JSON dump
+
+
 def test_report_html_is_self_contained_with_the_three_plots(committed):
     out, _ = committed
     report = load_report(out)
-    path = write_html(report)
-    assert str(path) == os.path.join(out, "report.html")
-    page = path.read_text(encoding="utf-8")
+    page = open(os.path.join(out, "report.html"), encoding="utf-8").read()
     assert "<script" not in page.lower() and "<link" not in page.lower()
     assert not re.findall(r"(?:src|href)\s*=|url\(|@import", page), "the report must not fetch anything"
     assert [h for h in re.findall(r"<h2>(.*?)</h2>", page)][:5] == [
@@ -103,17 +114,23 @@ def test_parts_older_than_the_run_count_as_reused_not_as_throughput(committed, t
     assert sum(n for _, n, _ in again.parts) == rows_in - first["rows"]
 
 
-def test_cli_report_prints_the_summary_and_writes_the_page(committed, tmp_path):
+def test_cli_report_prints_the_summary_and_never_changes_the_output(committed, tmp_path):
     out, _ = committed
-    page = os.path.join(out, "report.html")
-    if os.path.exists(page):
-        os.remove(page)
+    before = _snapshot(out)
     result = subprocess.run([sys.executable, "-m", "jobs", "report", out], capture_output=True, text=True,
                             cwd=ROOT, timeout=120)
     assert result.returncode == 0, result.stderr
     assert "report-job for 2026-01-31" in result.stdout
     assert "dead letter: 2 row(s) from stage 'clean': too_long" in result.stdout
-    assert f"report: {page}" in result.stdout and os.path.exists(page)
+    assert f"report: {os.path.join(out, 'report.html')}" in result.stdout
+    elsewhere = tmp_path / "elsewhere.html"
+    written = subprocess.run([sys.executable, "-m", "jobs", "report", out, "--html", str(elsewhere)],
+                             capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert written.returncode == 0 and f"report: {elsewhere}" in written.stdout and elsewhere.exists()
+    inside = subprocess.run([sys.executable, "-m", "jobs", "report", out, "--html", os.path.join(out, "r.html")],
+                            capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert inside.returncode == 2 and "inside the committed output" in inside.stderr
+    assert _snapshot(out) == before
     missing = subprocess.run([sys.executable, "-m", "jobs", "report", str(tmp_path)], capture_output=True,
                              text=True, cwd=ROOT, timeout=120)
     assert missing.returncode == 2 and missing.stderr.strip() == (
@@ -131,3 +148,14 @@ def test_print_report_names_causes_and_lengths(committed, capsys):
     assert "dead letter: 1 row(s) from stage 'clean': null" in text
     assert f"max {int(report.lengths.max())} over {report.lengths.size} row(s)" in text
     assert "throughput: peak" in text
+
+
+def _snapshot(folder) -> dict:
+    """Every file under `folder` with its bytes and modification time."""
+    found = {}
+    for root, _, files in os.walk(folder):
+        for name in files:
+            path = os.path.join(root, name)
+            with open(path, "rb") as handle:
+                found[path] = (handle.read(), os.stat(path).st_mtime_ns)
+    return found
