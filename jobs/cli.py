@@ -13,6 +13,7 @@ from typing import List, Optional
 
 import typer
 
+from jobs.cli_cluster import JsonOption
 from jobs.errors import RaybatchError
 from jobs.secrets import redact_uri
 
@@ -44,7 +45,6 @@ def _fail(exc: RaybatchError) -> None:
     raise typer.Exit(exc.exit_code)
 
 
-JsonOption = typer.Option(False, "--json", help="Print one JSON object for scripts instead of text.")
 
 
 def _plan_summary(job, plan) -> dict:

@@ -9,6 +9,7 @@ job's driver found its lock held: the previous run is still going.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -20,6 +21,7 @@ from jobs.secrets import redact_uri
 from ray_cluster.errors import ClusterError
 
 OurErrors = (RaybatchError, ClusterError)
+JsonOption = typer.Option(False, "--json", help="Print one JSON object for scripts instead of text.")
 
 AddressOption = typer.Option(None, "--address", envvar="RAY_ADDRESS", show_envvar=True, metavar="URL",
                              help="The cluster's dashboard URL, e.g. http://127.0.0.1:8265.")
@@ -95,7 +97,8 @@ def _exit_code(status: str, message: str) -> int:
     return 1
 
 
-def status(job_id: str = typer.Argument(..., metavar="JOB"), address: Optional[str] = AddressOption) -> None:
+def status(job_id: str = typer.Argument(..., metavar="JOB"), address: Optional[str] = AddressOption,
+           as_json: bool = JsonOption) -> None:
     """Show a job's status, times and entrypoint."""
     from ray_cluster.submit import Cluster, status_name
 
@@ -103,6 +106,11 @@ def status(job_id: str = typer.Argument(..., metavar="JOB"), address: Optional[s
         details = Cluster(address).info(job_id)
     except OurErrors as exc:
         _fail(exc)
+    if as_json:
+        typer.echo(json.dumps({"job": job_id, "status": status_name(details), "message": details.message or None,
+                               "started": _when(details.start_time), "ended": _when(details.end_time),
+                               "entrypoint": redact_uri(details.entrypoint or "")}))
+        return
     typer.echo(f"{job_id}: {status_name(details)}")
     if details.message:
         typer.echo(f"  message:    {details.message}")
@@ -197,26 +205,29 @@ def report(output: Path = typer.Argument(..., metavar="OUTPUT", help="A committe
            column: Optional[str] = typer.Option(None, "--column", help="Text column for the length histogram "
                                                 "(default: the first stage's column)."),
            html: Optional[Path] = typer.Option(None, "--html", help="Also write the page to this file (outside "
-                                               "the output), e.g. for an output committed without one.")) -> None:
+                                               "the output), e.g. for an output committed without one."),
+           as_json: bool = JsonOption) -> None:
     """Summarize a committed output: counts, dead letters by cause, lengths, throughput, and where
     its report.html is (written with the data when the run committed; this never changes OUTPUT)."""
-    from jobs.report import REPORT_FILE, load_report, print_report
+    from jobs.report import REPORT_FILE, load_report, print_report, report_summary
     from jobs.report_html import write_html
     from jobs.train.report import print_train_report
 
     try:
         if html is not None and _inside(html, output):
             raise InputDataError(f"--html {html}: inside the committed output; a report never changes an output")
-        if print_train_report(output, typer.echo):  # a fine-tuning output carries its report already
+        if not as_json and print_train_report(output, typer.echo):  # a fine-tuning output has its report
             return
         data = load_report(output, column)
     except OurErrors as exc:
         _fail(exc)
+    page = write_html(data, html) if html is not None else output / REPORT_FILE
+    if as_json:
+        typer.echo(json.dumps(report_summary(data, str(page) if page.exists() else None)))
+        return
     print_report(data)
-    if html is not None:
-        typer.echo(f"report: {write_html(data, html)}")
-    elif (output / REPORT_FILE).exists():
-        typer.echo(f"report: {output / REPORT_FILE}")
+    if page.exists():
+        typer.echo(f"report: {page}")
     else:
         typer.echo(f"no {REPORT_FILE} in this output (committed before runs wrote one); "
                    f"--html PATH writes one elsewhere")

@@ -13,7 +13,7 @@ import os
 import pyarrow as pa
 
 from jobs import commit
-from jobs.errors import RaybatchError, StageFailed
+from jobs.errors import RaybatchError
 from jobs.inputs import Shard, resolve_filesystem
 from jobs.plan import JobPlan
 from jobs.reader import read_shard

@@ -213,3 +213,18 @@ def _percentiles(values, qs):
     import numpy as np
 
     return np.percentile(values, qs, method="lower")
+
+
+def report_summary(data: ReportData, page: str | None) -> dict:
+    """What `raybatch report --json` prints: the counts, dead letters by cause, lengths and the page."""
+    m = data.manifest
+    lengths = None
+    if data.lengths.size:
+        p50, p90, p99 = (int(x) for x in _percentiles(data.lengths, (50, 90, 99)))
+        lengths = {"column": data.column, "median": p50, "p90": p90, "p99": p99, "max": int(data.lengths.max())}
+    return {"output": str(data.output), "name": m.get("name"), "date": (m.get("spec") or {}).get("date"),
+            "committed": data.committed, **{k: m.get(k, 0) for k in ("rows_in", "rows_out", "rows_dead_letter",
+                                                                      "rows_filtered")},
+            "seconds": m.get("seconds"), "stages": m.get("stages", []),
+            "dead_letter_by_cause": [{"stage": s, "error_type": t, "rows": n} for s, t, n in data.dead_by_cause],
+            "lengths": lengths, "missing_files": data.missing, "report": page}

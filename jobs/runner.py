@@ -68,7 +68,7 @@ def _run_locked(plan: JobPlan, overwrite: bool) -> RunResult:
         if loc.is_committed():
             loc.check_unchanged()
         manifest = _produce(plan, fingerprint, incremental is not None, started)
-        _write_report(loc, manifest)
+        _write_readers_files(loc, manifest)
         if incremental is not None:
             incremental.mark_pending(_taken(plan, manifest), loc.path, manifest.run_id)
         commit.publish(loc, manifest)
@@ -123,12 +123,14 @@ def _execute_segments(plan: JobPlan, todo: list) -> None:
     execute(plan, todo, segments[-1])
 
 
-def _write_report(loc, manifest: Manifest) -> None:
-    """report.html goes into staging with the data it describes, so `raybatch report` never has to
-    write into a committed output. A report that cannot be drawn is said, and the data published."""
+def _write_readers_files(loc, manifest: Manifest) -> None:
+    """report.html and the dataset card (README.md) go into staging with the data they describe, so
+    nothing ever writes into a committed output. A page that cannot be drawn is said, and the data
+    published: these files describe the data and must never cost it."""
     import sys
     from pathlib import Path
 
+    from jobs.dataset_card import CARD_FILE, write_card
     from jobs.report import REPORT_FILE, load_report
     from jobs.report_html import write_html
 
@@ -139,8 +141,13 @@ def _write_report(loc, manifest: Manifest) -> None:
         data.output = Path(loc.path)  # what the page names: where the output will be
         write_html(data, Path(loc.staging) / REPORT_FILE)
         manifest.report = REPORT_FILE
-    except Exception as exc:  # the report describes the data; it must never cost the data
-        print(f"warning: report.html was not written: {type(exc).__name__}: {exc}", file=sys.stderr)
+    except Exception as exc:
+        print(f"warning: {REPORT_FILE} was not written: {type(exc).__name__}: {exc}", file=sys.stderr)
+    try:
+        write_card(loc.staging, manifest.model_dump(), loc.path)
+        manifest.dataset_card = CARD_FILE
+    except Exception as exc:
+        print(f"warning: {CARD_FILE} was not written: {type(exc).__name__}: {exc}", file=sys.stderr)
 
 
 def _taken(plan: JobPlan, manifest: Manifest) -> list:

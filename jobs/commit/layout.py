@@ -31,7 +31,7 @@ MARKER_DIR = "_shards"
 WORK_DIR = "_work"  # intermediate results of a stage that needs the whole input (dedup)
 STAMP = "_stamp.json"
 TMP_INFIX = ".tmp-"
-DERIVED_FILES = ("report.html",)  # written with the data before publishing (the manifest lists it)
+DERIVED_FILES = ("report.html", "README.md")  # written with the data before publishing (the manifest lists them)
 # A fine-tuning output: the model, and while it trains, the Trainer's checkpoints and Ray Train's files.
 MODEL_DIR, CHECKPOINT_DIR, RAY_TRAIN_DIR, TRAIN_LOG = "model", "_checkpoints", "_ray", "_train_log.json"
 STAGING_ENTRIES = {DATA_DIR, DEAD_DIR, FILTERED_DIR, MARKER_DIR, WORK_DIR, STAMP, MANIFEST, SUCCESS,

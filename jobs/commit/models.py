@@ -75,3 +75,4 @@ class Manifest(BaseModel):
     input_files: list[str] = []
     incremental: bool = False
     report: str | None = None  # report.html, written with the data before publishing
+    dataset_card: str | None = None  # README.md: the configs `datasets.load_dataset(OUTPUT)` reads

@@ -10,6 +10,7 @@ shipped working dir only.
 from __future__ import annotations
 
 import os
+import json
 import re
 import shutil
 import subprocess
@@ -189,6 +190,10 @@ def test_lock_held_exits_3_stop_stops_and_failures_exit_1(cluster):
     assert not (cluster.tmp / "slow-out" / "slow" / "2026-02-01" / "_SUCCESS").exists()
     again = cluster.raybatch("stop", job_id)
     assert again.returncode == 0 and again.stdout.strip() == f"{job_id}: already STOPPED"
+    scripted = cluster.raybatch("status", job_id, "--json")
+    assert scripted.returncode == 0, scripted.stderr
+    record = json.loads(scripted.stdout)
+    assert record["job"] == job_id and record["status"] == "STOPPED" and " run " in record["entrypoint"]
 
     failed = cluster.raybatch("submit", SAMPLE, "--wait", "--set", "input.path=/nonexistent/*.parquet",
                               "--set", f"output.path={cluster.tmp}/failed")

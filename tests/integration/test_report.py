@@ -130,6 +130,14 @@ def test_cli_report_prints_the_summary_and_never_changes_the_output(committed, t
     inside = subprocess.run([sys.executable, "-m", "jobs", "report", out, "--html", os.path.join(out, "r.html")],
                             capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert inside.returncode == 2 and "inside the committed output" in inside.stderr
+    scripted = subprocess.run([sys.executable, "-m", "jobs", "report", out, "--json"], capture_output=True,
+                              text=True, cwd=ROOT, timeout=120)
+    record = json.loads(scripted.stdout)
+    manifest = json.loads(open(os.path.join(out, "_manifest.json"), encoding="utf-8").read())
+    assert {k: record[k] for k in ("rows_in", "rows_out", "rows_dead_letter")} == {
+        k: manifest[k] for k in ("rows_in", "rows_out", "rows_dead_letter")}
+    assert record["report"] == os.path.join(out, "report.html") and record["committed"]
+    assert {(c["error_type"], c["rows"]) for c in record["dead_letter_by_cause"]} >= {("too_long", 2)}
     assert _snapshot(out) == before
     missing = subprocess.run([sys.executable, "-m", "jobs", "report", str(tmp_path)], capture_output=True,
                              text=True, cwd=ROOT, timeout=120)
@@ -159,3 +167,20 @@ def _snapshot(folder) -> dict:
             with open(path, "rb") as handle:
                 found[path] = (handle.read(), os.stat(path).st_mtime_ns)
     return found
+
+
+def test_load_dataset_on_the_output_gives_exactly_its_rows(committed, tmp_path):
+    """The dataset card's configs: the output rows by default, the dead letter on its own."""
+    import datasets
+
+    out, _ = committed
+    data_rows, dead_rows, manifest = read_output(out)
+    assert manifest["dataset_card"] == "README.md" and dead_rows.num_rows > 0
+    rows = datasets.load_dataset(out, split="train", cache_dir=str(tmp_path / "cache"))
+    assert rows.num_rows == manifest["rows_out"]
+    assert sorted(rows["row_id"]) == sorted(data_rows["row_id"].to_pylist())
+    assert set(rows.column_names) == set(data_rows.column_names)
+    dead = datasets.load_dataset(out, "dead_letter", split="train", cache_dir=str(tmp_path / "cache"))
+    assert sorted(dead["row_id"]) == sorted(dead_rows["row_id"].to_pylist())
+    card = open(os.path.join(out, "README.md"), encoding="utf-8").read()
+    assert f"read_parquet('{out}/data/*.parquet')" in card

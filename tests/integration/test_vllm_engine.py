@@ -14,7 +14,6 @@ import time
 import pytest
 
 from jobs.engine import EngineConfig, Guided, load_engine
-from jobs.errors import StageFailed
 from tests.conftest import ROOT, eda_sentences
 
 TEXTS = [text for _, text in eda_sentences(limit=200) if len(text) < 60][:16]
