@@ -25,6 +25,12 @@ class OutputConflict(RaybatchError):
     exit_code = 2
 
 
+class ClusterAddressError(RaybatchError):
+    """RAY_ADDRESS names something `run` cannot use: a dashboard URL, or nothing answers there."""
+
+    exit_code = 2
+
+
 class JobFailed(RaybatchError):
     """The job started but could not finish; nothing was published."""
 

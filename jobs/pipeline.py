@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 
 import pyarrow as pa
 
 from jobs import commit
-from jobs.errors import RaybatchError
+from jobs.errors import ClusterAddressError, RaybatchError
 from jobs.inputs import Shard, resolve_filesystem
 from jobs.plan import JobPlan
 from jobs.reader import read_shard
@@ -26,13 +27,14 @@ from jobs.workers import StageActor, StageTask
 def init_ray(num_cpus: int | None = None) -> None:
     """Connect to RAY_ADDRESS when set (cluster or `ray job submit`), else start an embedded Ray
     sized to this machine. The embedded one lives and dies with this process."""
+    if "ray" in sys.modules and sys.modules["ray"].is_initialized():
+        return
+    address = cluster_address(os.environ["RAY_ADDRESS"]) if os.environ.get("RAY_ADDRESS") else None
     import ray
 
-    if ray.is_initialized():
-        return
     os.environ.setdefault("RAY_DEDUP_LOGS", "1")
-    if os.environ.get("RAY_ADDRESS"):
-        ray.init(address=os.environ["RAY_ADDRESS"], logging_level="WARNING", log_to_driver=True)
+    if address:
+        ray.init(address=address, logging_level="WARNING", log_to_driver=True)
     else:
         _start_reaper()
         try:
@@ -40,6 +42,40 @@ def init_ray(num_cpus: int | None = None) -> None:
                      log_to_driver=True)
         finally:  # Ray's processes have it; what this process starts later is not Ray's
             os.environ.pop(REAPER_TAG, None)
+
+
+def cluster_address(address: str, timeout: float = 5.0) -> str:
+    """The GCS address to connect to, checked in a few seconds instead of Ray's minutes of retries.
+    A dashboard URL is refused in one line. For a cluster on this machine's loopback address (as
+    `raybatch cluster up` starts it), Ray must not swap 127.0.0.1 for the machine's network address,
+    which the cluster does not listen on."""
+    import socket
+
+    if address.startswith(("http://", "https://")):
+        raise ClusterAddressError(
+            f"RAY_ADDRESS={address} is a dashboard (Jobs API) address: `raybatch submit SPEC` sends the job "
+            f"there; to run from this shell, set RAY_ADDRESS to the cluster's GCS address (host:port, "
+            f"`raybatch cluster up` prints it as address:)")
+    if address in ("auto", "local") or "://" in address:
+        return address
+    host, _, port = address.rpartition(":")
+    host = host.strip("[]")
+    if not host or not port.isdigit():
+        raise ClusterAddressError(f"RAY_ADDRESS={address}: expected the cluster's GCS address as host:port")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as exc:
+        reason = "timed out" if isinstance(exc, TimeoutError) else (exc.strerror or str(exc))
+        raise ClusterAddressError(f"RAY_ADDRESS={address}: no Ray cluster answers there ({reason}); start one "
+                                  f"(`raybatch cluster up`) or unset RAY_ADDRESS to run on this machine") from None
+    if host in ("127.0.0.1", "localhost", "::1"):
+        # Ray's own switch for taking loopback as this node's address: read from the environment when
+        # Ray is imported, so it is set on the imported module too.
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+        constants = sys.modules.get("ray._private.ray_constants")
+        if constants is not None and os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] == "0":
+            constants.ENABLE_RAY_CLUSTER = False
+    return address
 
 
 def _start_reaper() -> None:

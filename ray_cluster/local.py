@@ -25,6 +25,7 @@ from ray_cluster.errors import ClusterError
 
 HOST = "127.0.0.1"
 STATE_FILE = "cluster.json"
+RAY_WORKER_PORTS = (10002, 19999)  # `ray start`'s default --min-worker-port and --max-worker-port
 MARKER_ENV = "RAYBATCH_LOCAL_CLUSTER"  # inherited by every process of the cluster; `down` keys on it
 
 
@@ -124,6 +125,10 @@ def up(workers: int = 1, *, root: Path | None = None, cpus_per_node: int = 1, po
        dashboard_port: int | None = None, object_store_mb: int = 512, timeout: float = 120.0) -> LocalCluster:
     """Start a head and `workers` worker nodes on 127.0.0.1 with token auth; wait until every
     node is alive and the dashboard answers. On failure, what was started is stopped again."""
+    for asked in (port, dashboard_port):
+        if asked and RAY_WORKER_PORTS[0] <= asked <= RAY_WORKER_PORTS[1]:  # Ray would fail late on it
+            raise ClusterError(f"port {asked} is in the range Ray gives its worker processes "
+                               f"({RAY_WORKER_PORTS[0]}-{RAY_WORKER_PORTS[1]}); pick one outside it")
     root = Path(root or default_dir()).absolute()
     existing = LocalCluster.load(root)
     if existing and _alive_nodes(existing):
@@ -179,6 +184,10 @@ def _clear(root: Path, stale: "LocalCluster | None") -> None:
 def _start_node(cluster: LocalCluster, name: str, args: list[str], env: dict, cpus: int,
                 object_store_mb: int) -> None:
     temp_dir = Path(cluster.root) / name
+    log = Path(cluster.root) / f"{name}.log"
+    node = Node(name, 0, str(temp_dir), str(log))  # recorded before its files exist: a failed up leaves
+    cluster.nodes.append(node)                     # a folder the next up knows as ours and clears
+    cluster.save()
     temp_dir.mkdir()
     (node_manager, object_manager, agent_http, agent_grpc, runtime_env_agent, metrics) = free_ports(6)
     command = [*ray_command(), "start", "--block", f"--node-ip-address={HOST}", f"--temp-dir={temp_dir}",
@@ -187,12 +196,11 @@ def _start_node(cluster: LocalCluster, name: str, args: list[str], env: dict, cp
                f"--dashboard-agent-listen-port={agent_http}", f"--dashboard-agent-grpc-port={agent_grpc}",
                f"--runtime-env-agent-port={runtime_env_agent}", f"--metrics-export-port={metrics}",
                "--disable-usage-stats", *args]
-    log = Path(cluster.root) / f"{name}.log"
     with open(log, "wb") as out:
         # Its own session: a Ctrl-C in the caller's terminal must not reach the cluster.
         process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT,
                                    stdin=subprocess.DEVNULL, start_new_session=True)
-    cluster.nodes.append(Node(name, process.pid, str(temp_dir), str(log)))
+    node.pid = process.pid
     cluster.save()
 
 
@@ -322,7 +330,8 @@ def down(root: Path | None = None, grace: float = 15.0) -> int:
     _kill(alive)
     # Stragglers started while we were stopping (a worker being spawned) carry the marker too.
     _kill(processes(root))
-    (root / STATE_FILE).unlink(missing_ok=True)
+    # The record stays: it says which files here are the stopped cluster's (logs to read), and the
+    # next `up` in this folder clears them instead of refusing a folder it does not know.
     return started_with
 
 

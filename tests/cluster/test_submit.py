@@ -223,3 +223,31 @@ def test_refusals_are_one_line_with_exit_2(cluster):
     one_error_line(cluster.raybatch("submit", SAMPLE, "--connect-timeout", "1", "--address",
                                     f"http://127.0.0.1:{closed}", address=False), 2, "cannot reach the Ray dashboard")
     one_error_line(cluster.raybatch("submit", SAMPLE, "--set", "stages.0.max_chars=-1"), 2, "max_chars")
+
+
+def test_run_with_ray_address_runs_on_the_cluster_or_says_why_in_one_line(cluster):
+    gcs = f"127.0.0.1:{cluster.gcs_port}"  # what `cluster up` prints as address:
+    out = cluster.tmp / "via-gcs"
+    env = dict(cluster.env, RAY_ADDRESS=gcs, RAY_AUTH_MODE="token")
+    ran = cluster.raybatch("run", SAMPLE, "--set", f"output.path={out}", env=env, timeout=180, address=False)
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    assert_sample_committed(out)
+    dashboard = dict(env, RAY_ADDRESS=cluster.url)
+    one_error_line(cluster.raybatch("run", SAMPLE, env=dashboard, address=False), 2,
+                   f"RAY_ADDRESS={cluster.url} is a dashboard (Jobs API) address", "raybatch submit SPEC")
+    started = time.monotonic()
+    nobody = dict(env, RAY_ADDRESS=f"127.0.0.1:{free_ports(1)[0]}")
+    one_error_line(cluster.raybatch("run", SAMPLE, env=nobody, address=False), 2, "no Ray cluster answers there")
+    assert time.monotonic() - started < 30
+
+
+def test_cluster_down_then_up_in_the_same_folder_and_ports_ray_keeps_for_workers(cluster):
+    """Runs last: it restarts the module's cluster."""
+    inside = cluster.raybatch("cluster", "up", "--port", "12345", address=False)
+    one_error_line(inside, 2, "port 12345 is in the range Ray gives its worker processes")
+    down = cluster.raybatch("cluster", "down", address=False)
+    assert down.returncode == 0 and down.stdout.startswith("stopped "), down.stderr
+    again = cluster.raybatch("cluster", "up", "--workers", "1", "--port", str(cluster.gcs_port), "--dashboard-port",
+                             cluster.url.rsplit(":", 1)[1], address=False, timeout=240)
+    assert again.returncode == 0, again.stderr + _logs(cluster.tmp / "c")
+    assert cluster.raybatch("list").returncode == 0
