@@ -113,13 +113,18 @@ def run(spec: str = typer.Argument(..., metavar="SPEC", help="Job spec (YAML), o
         m = result.manifest or json.loads((Path(result.output_path) / "_manifest.json").read_text(encoding="utf-8"))
         keys = ("rows_in", "rows_out", "rows_dead_letter", "rows_filtered", "seconds", "run_id")
         typer.echo(json.dumps({"name": job.name, "output": result.output_path, "skipped": result.skipped,
-                               "recovered": result.recovered, **{k: m.get(k) for k in keys}}))
+                               "recovered": result.recovered, **{k: m.get(k) for k in keys},
+                               "phases": result.phases}))
         return
     if result.skipped:
         typer.echo(f"skipped: {result.output_path} is already committed (_SUCCESS present); "
                    f"use --overwrite to redo it")
         return
     print_summary(result.manifest, result.output_path)
+    if result.phases:
+        names = {"prepare": "prepare", "ray_start": "Ray start", "work": "work", "commit": "commit"}
+        typer.echo("time: " + ", ".join(f"{names[k]} {v:.1f}s" for k, v in result.phases.items() if k in names)
+                   + f" (total {result.seconds:.1f}s)")
 
 
 def _print_plan(plan: dict, as_json: bool) -> None:

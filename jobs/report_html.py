@@ -23,7 +23,9 @@ def write_html(data: ReportData, path: Path | None = None) -> Path:
     status = "committed" if data.committed else "NOT committed (no _SUCCESS)"
     summary_rows = [("output", str(data.output)), ("status", status), ("date", spec.get("date") or "-"),
                     ("started", m.get("started_at", "-")), ("finished", m.get("finished_at", "-")),
-                    ("seconds", f"{seconds:.1f}"), ("rows in", f"{m.get('rows_in', 0):,}"),
+                    ("seconds", f"{seconds:.1f}"),
+                    ("time", ", ".join(f"{k.replace('_', ' ')} {v:.1f}s" for k, v in (m.get("phases") or {}).items())
+                     or "-"), ("rows in", f"{m.get('rows_in', 0):,}"),
                     ("rows out", f"{m.get('rows_out', 0):,}"), ("dead letter", f"{m.get('rows_dead_letter', 0):,}"),
                     ("shards", f"{m.get('shards', '-')} ({m.get('shards_reused', 0)} reused)"),
                     ("input files", str(len(m.get("input_files", []))))]

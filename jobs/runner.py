@@ -17,7 +17,7 @@ from jobs.crashpoints import crash_point
 from jobs.errors import JobFailed
 from jobs.incremental import IncrementalState, state_dir
 from jobs.lock import RunLock
-from jobs.pipeline import execute
+from jobs.pipeline import execute, init_ray
 from jobs.plan import JobPlan
 from jobs.segments import split
 from jobs.stages.base import StageContext
@@ -30,6 +30,20 @@ class RunResult:
     manifest: dict | None = None
     seconds: float = 0.0
     recovered: str | None = None
+    phases: dict[str, float] | None = None  # where the time went: prepare, ray_start, work, commit
+
+
+class _Phases:
+    """Seconds per phase of a run, each phase ending where the next begins."""
+
+    def __init__(self, started: float):
+        self.seconds: dict[str, float] = {}
+        self._mark = started
+
+    def end(self, name: str) -> None:
+        now = time.time()
+        self.seconds[name] = round(self.seconds.get(name, 0.0) + now - self._mark, 3)
+        self._mark = now
 
 
 def run_job(plan: JobPlan, overwrite: bool = False) -> RunResult:
@@ -67,7 +81,8 @@ def _run_locked(plan: JobPlan, overwrite: bool) -> RunResult:
             return RunResult(loc.path, skipped=True, recovered=recovered)
         if loc.is_committed():
             loc.check_unchanged()
-        manifest = _produce(plan, fingerprint, incremental is not None, started)
+        phases = _Phases(started)
+        manifest = _produce(plan, fingerprint, incremental is not None, started, phases)
         _write_readers_files(loc, manifest)
         if incremental is not None:
             incremental.mark_pending(_taken(plan, manifest), loc.path, manifest.run_id)
@@ -75,19 +90,24 @@ def _run_locked(plan: JobPlan, overwrite: bool) -> RunResult:
         crash_point("run.published")
         if incremental is not None:
             incremental.mark_committed(manifest.run_id)
+        phases.end("commit")
     return RunResult(loc.path, skipped=False, manifest=manifest.model_dump(), seconds=time.time() - started,
-                     recovered=recovered)
+                     recovered=recovered, phases=phases.seconds)
 
 
-def _produce(plan: JobPlan, fingerprint: str, incremental: bool, started: float) -> Manifest:
+def _produce(plan: JobPlan, fingerprint: str, incremental: bool, started: float, phases: _Phases) -> Manifest:
     """Compute what staging lacks, verify all of it, and return the manifest to publish."""
     spec, loc = plan.spec, plan.output
     started_at = commit.now_iso()
     reused = commit.prepare_staging(loc, fingerprint, spec.name, plan.shards)
     done = {m.shard for m in reused}
     todo = [s for s in plan.shards if s.index not in done]
+    phases.end("prepare")
     if todo:
+        init_ray()
+        phases.end("ray_start")
         _execute_segments(plan, todo)
+    phases.end("work")
     crash_point("run.executed")
     markers = commit.read_markers(loc)  # the record on disk: reused shards' and this run's alike
     known = {s.index for s in plan.shards}
@@ -99,7 +119,7 @@ def _produce(plan: JobPlan, fingerprint: str, incremental: bool, started: float)
         name=spec.name, run_id=uuid.uuid4().hex, fingerprint=fingerprint, spec_resolved=spec.resolved(),
         seed=spec.seed, shards=plan.shards, markers=markers, stage_names=[p.use for p in spec.stages],
         started_at=started_at, shards_reused=len(done), input_files=[f.path for f in plan.files],
-        incremental=incremental, seconds=round(time.time() - started, 3))
+        incremental=incremental, seconds=round(time.time() - started, 3), phases=dict(phases.seconds))
 
 
 def _execute_segments(plan: JobPlan, todo: list) -> None:

@@ -74,5 +74,6 @@ class Manifest(BaseModel):
     versions: dict[str, str]
     input_files: list[str] = []
     incremental: bool = False
+    phases: dict[str, float] = {}  # seconds: prepare, ray_start, work (the commit follows the manifest)
     report: str | None = None  # report.html, written with the data before publishing
     dataset_card: str | None = None  # README.md: the configs `datasets.load_dataset(OUTPUT)` reads

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -70,8 +71,17 @@ def test_run_json_prints_one_object_with_the_counts_for_scripts(tmp_path):
     assert summary["skipped"] is False and summary["output"] == str(tmp_path / "out")
     assert {k: summary[k] for k in ("rows_in", "rows_out", "rows_dead_letter", "run_id")} == \
         {k: manifest[k] for k in ("rows_in", "rows_out", "rows_dead_letter", "run_id")}
+    # Where the time went: the phases follow each other, so they add up to the whole run.
+    phases = summary["phases"]
+    assert list(phases) == ["prepare", "ray_start", "work", "commit"] and phases["ray_start"] > 0
+    before_commit = phases["prepare"] + phases["ray_start"] + phases["work"]
+    assert before_commit - 0.01 <= summary["seconds"] <= before_commit + phases["commit"] + 0.01
+    assert manifest["phases"] == {k: phases[k] for k in ("prepare", "ray_start", "work")}
     again = json.loads(cli("run", spec, "--json").stdout)
     assert again["skipped"] is True and again["rows_in"] == manifest["rows_in"]  # the committed counts
+    text = cli("run", spec, "--overwrite")
+    assert re.search(r"^time: prepare [\d.]+s, Ray start [\d.]+s, work [\d.]+s, commit [\d.]+s \(total [\d.]+s\)$",
+                     text.stdout, re.M), text.stdout
 
 
 def test_corrupt_pages_fail_the_job_with_exit_2_and_nothing_published(tmp_path):
