@@ -127,6 +127,24 @@ def run(spec: str = typer.Argument(..., metavar="SPEC", help="Job spec (YAML), o
                    + f" (total {result.seconds:.1f}s)")
 
 
+@app.command()
+def init(kind: str = typer.Argument("augment", metavar="[KIND]", help="clean, augment or hygiene"),
+         folder: Path = typer.Option(Path("."), "--dir", help="Where to write (default: the current folder).")) -> None:
+    """Write a commented example spec for a use case, and example rows in data/ when it has none:
+    it validates and runs as written."""
+    from jobs.starter import init as write_starter
+
+    try:
+        written = write_starter(kind, folder)
+    except RaybatchError as exc:
+        _fail(exc)
+    for path in written:
+        typer.echo(f"wrote {path}")
+    if not any((folder / "data").glob("*.parquet")):
+        typer.echo(f"put your Parquet files in {folder / 'data'} (columns id, text, ...)")
+    typer.echo(f"next: raybatch validate {written[0]} && raybatch run {written[0]}")
+
+
 def _print_plan(plan: dict, as_json: bool) -> None:
     if as_json:
         typer.echo(json.dumps({"dry_run": True, **plan}))
