@@ -65,10 +65,12 @@ class AugmentStage(Stage):
                     raise SpecError(f"ops[{index}] ({op.op}).{exc}") from None
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        # A block makes millions of short-lived objects and no cycles; the collector would walk the
-        # lexicon memos (long-lived, large) again and again for nothing.
-        was_enabled = gc.isenabled()
-        gc.disable()
+        # Rule ops make millions of short-lived objects and no cycles; the collector would walk the
+        # lexicon memos (long-lived, large) again and again for nothing. Model ops keep it: a
+        # framework's cyclic garbage must not pile up for a whole shard.
+        was_enabled = gc.isenabled() and not self.params.uses_models
+        if was_enabled:
+            gc.disable()
         try:
             return self._augment(batch)
         finally:

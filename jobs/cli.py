@@ -142,7 +142,9 @@ def init(kind: str = typer.Argument("augment", metavar="[KIND]", help="clean, au
         typer.echo(f"wrote {path}")
     if not any((folder / "data").glob("*.parquet")):
         typer.echo(f"put your Parquet files in {folder / 'data'} (columns id, text, ...)")
-    typer.echo(f"next: raybatch validate {written[0]} && raybatch run {written[0]}")
+    name = written[0].name  # the spec's paths are relative to the folder it is in
+    there = "" if folder.resolve() == Path.cwd().resolve() else f"cd {folder} && "
+    typer.echo(f"next: {there}raybatch validate {name} && raybatch run {name}")
 
 
 def _print_plan(plan: dict, as_json: bool) -> None:

@@ -211,17 +211,30 @@ def report(output: Path = typer.Argument(..., metavar="OUTPUT", help="A committe
     its report.html is (written with the data when the run committed; this never changes OUTPUT)."""
     from jobs.report import REPORT_FILE, load_report, print_report, report_summary
     from jobs.report_html import write_html
-    from jobs.train.report import print_train_report
+    from jobs.train.report import print_train_report, train_manifest
 
     try:
         if html is not None and _inside(html, output):
             raise InputDataError(f"--html {html}: inside the committed output; a report never changes an output")
-        if not as_json and print_train_report(output, typer.echo):  # a fine-tuning output has its report
+        train = train_manifest(output)
+        if train is not None:  # a fine-tuning output: its report.html was written when it was committed
+            if html is not None:
+                raise InputDataError(f"--html: {output} is a fine-tuning output; its report is "
+                                     f"{output / REPORT_FILE}")
+            if as_json:
+                keys = ("name", "task", "steps", "world_size", "seconds", "train_loss", "eval_loss", "eval_metrics")
+                typer.echo(json.dumps({"output": str(output), "kind": "train", **{k: train.get(k) for k in keys},
+                                       "report": str(output / REPORT_FILE)}))
+            else:
+                print_train_report(output, typer.echo)
             return
         data = load_report(output, column)
+        try:
+            page = write_html(data, html) if html is not None else output / REPORT_FILE
+        except OSError as exc:
+            raise InputDataError(f"--html {html}: {exc.strerror or exc}") from None
     except OurErrors as exc:
         _fail(exc)
-    page = write_html(data, html) if html is not None else output / REPORT_FILE
     if as_json:
         typer.echo(json.dumps(report_summary(data, str(page) if page.exists() else None)))
         return

@@ -25,12 +25,14 @@ def card_text(manifest: dict, output_path: str) -> str:
     configs = []
     for name, (key, _) in _CONFIGS.items():
         paths = [entry["path"] for entry in manifest.get(key, [])]
-        if paths:
-            config = {"config_name": name, "data_files": [{"split": "train", "path": paths}]}
-            if name == "default":
-                config["default"] = True
-            configs.append(config)
-    front = yaml.safe_dump({"configs": configs}, sort_keys=False, allow_unicode=True) if configs else "{}\n"
+        if name == "default":
+            # Always there: with only a dead letter, datasets would take that lone config as the default.
+            # An output without rows then fails to load instead of giving the failures as if they were rows.
+            configs.append({"config_name": name, "data_files": [{"split": "train", "path": paths or "data/*.parquet"}],
+                            "default": True})
+        elif paths:
+            configs.append({"config_name": name, "data_files": [{"split": "train", "path": paths}]})
+    front = yaml.safe_dump({"configs": configs}, sort_keys=False, allow_unicode=True)
     spec = manifest.get("spec") or {}
     counts = (f"{manifest.get('rows_in', 0):,} rows in, {manifest.get('rows_out', 0):,} out, "
               f"{manifest.get('rows_dead_letter', 0):,} in the dead letter, "

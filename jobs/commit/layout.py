@@ -126,7 +126,10 @@ class OutputLocation:
         """Files in the committed output that its manifest does not list (someone added them)."""
         manifest = read_json(self.fs, posixpath.join(self.path, MANIFEST))
         listed = {f.get("path") for key in LISTED_FILES for f in manifest.get(key, [])}
-        listed |= {SUCCESS, MANIFEST, *DERIVED_FILES}
+        # report.html is ours whether the run or an older `raybatch report` wrote it; a README.md only
+        # when the manifest says the run wrote it (a user's own notes are never replaced silently).
+        listed |= {SUCCESS, MANIFEST, "report.html"}
+        listed |= {manifest[key] for key in ("report", "dataset_card") if manifest.get(key)}
         found = self.fs.get_file_info(pafs.FileSelector(self.path, recursive=True))
         return sorted(rel for rel in (posixpath.relpath(i.path, self.path) for i in found
                                       if i.type == pafs.FileType.File) if rel not in listed)

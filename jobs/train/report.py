@@ -43,14 +43,20 @@ def write_train_report(folder: Path, manifest: dict) -> Path:
     return path
 
 
+def train_manifest(output: Path) -> dict | None:
+    """The manifest of a committed fine-tuning output; None when `output` is not one."""
+    manifest_path = Path(output) / "_manifest.json"
+    if not (Path(output) / "_SUCCESS").is_file() or not manifest_path.is_file():
+        return None
+    m = json.loads(manifest_path.read_text(encoding="utf-8"))
+    return m if m.get("kind") == "train" else None
+
+
 def print_train_report(output: Path, echo) -> bool:
     """The losses and metrics of a committed fine-tuning output, and where its report is; False when
     `output` is not one."""
-    manifest_path = Path(output) / "_manifest.json"
-    if not (Path(output) / "_SUCCESS").is_file() or not manifest_path.is_file():
-        return False
-    m = json.loads(manifest_path.read_text(encoding="utf-8"))
-    if m.get("kind") != "train":
+    m = train_manifest(output)
+    if m is None:
         return False
     losses = m["train_loss"]
     echo(f"{m['name']}: {m['task']}, {m['steps']} steps on {m['world_size']} worker(s), {m['seconds']:.1f}s")

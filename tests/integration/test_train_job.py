@@ -88,3 +88,6 @@ def test_the_loop_closes_through_the_cli_train_then_generate_with_the_trained_mo
     report = subprocess.run([*RAYBATCH, "report", str(trained)], capture_output=True, text=True, cwd=ROOT)
     assert report.returncode == 0 and "train loss:" in report.stdout and "eval loss:" in report.stdout
     assert f"report: {trained}/report.html" in report.stdout
+    scripted = subprocess.run([*RAYBATCH, "report", str(trained), "--json"], capture_output=True, text=True, cwd=ROOT)
+    record = json.loads(scripted.stdout)
+    assert record["kind"] == "train" and record["steps"] > 0 and record["report"] == f"{trained}/report.html"
