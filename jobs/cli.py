@@ -104,6 +104,7 @@ def run(spec: str = typer.Argument(..., metavar="SPEC", help="Job spec (YAML), o
         if dry_run:
             _print_plan(_plan_summary(job, plan), as_json)
             return
+        _check_ray_address()
         result = run_job(plan, overwrite=overwrite)
     except RaybatchError as exc:
         _fail(exc)
@@ -125,6 +126,16 @@ def run(spec: str = typer.Argument(..., metavar="SPEC", help="Job spec (YAML), o
         names = {"prepare": "prepare", "ray_start": "Ray start", "work": "work", "commit": "commit"}
         typer.echo("time: " + ", ".join(f"{names[k]} {v:.1f}s" for k, v in result.phases.items() if k in names)
                    + f" (total {result.seconds:.1f}s)")
+
+
+def _check_ray_address() -> None:
+    """A RAY_ADDRESS that cannot work is said before anything is locked, planned into staging or skipped."""
+    import os
+
+    if os.environ.get("RAY_ADDRESS"):
+        from jobs.pipeline import cluster_address
+
+        cluster_address(os.environ["RAY_ADDRESS"])
 
 
 @app.command()
@@ -186,7 +197,9 @@ def train_command(spec: str = typer.Argument(..., metavar="SPEC", help="Train sp
     from jobs.train.spec import load_train_spec
 
     try:
-        result = train(load_train_spec(spec, set_ or [], date), overwrite=overwrite)
+        loaded = load_train_spec(spec, set_ or [], date)
+        _check_ray_address()
+        result = train(loaded, overwrite=overwrite)
     except RaybatchError as exc:
         _fail(exc)
     if result.skipped:

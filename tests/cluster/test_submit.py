@@ -232,13 +232,15 @@ def test_run_with_ray_address_runs_on_the_cluster_or_says_why_in_one_line(cluste
     ran = cluster.raybatch("run", SAMPLE, "--set", f"output.path={out}", env=env, timeout=180, address=False)
     assert ran.returncode == 0, ran.stderr[-3000:]
     assert_sample_committed(out)
+    # Said before anything else, even where the output is committed already (the run would skip).
     dashboard = dict(env, RAY_ADDRESS=cluster.url)
-    one_error_line(cluster.raybatch("run", SAMPLE, env=dashboard, address=False), 2,
+    one_error_line(cluster.raybatch("run", SAMPLE, "--set", f"output.path={out}", env=dashboard, address=False), 2,
                    f"RAY_ADDRESS={cluster.url} is a dashboard (Jobs API) address", "raybatch submit SPEC")
     started = time.monotonic()
     nobody = dict(env, RAY_ADDRESS=f"127.0.0.1:{free_ports(1)[0]}")
-    one_error_line(cluster.raybatch("run", SAMPLE, env=nobody, address=False), 2, "no Ray cluster answers there")
-    assert time.monotonic() - started < 30
+    one_error_line(cluster.raybatch("run", SAMPLE, "--set", f"output.path={cluster.tmp}/nobody", env=nobody,
+                                    address=False), 2, "no Ray cluster answers there")
+    assert time.monotonic() - started < 30 and not (cluster.tmp / "nobody").exists()
 
 
 def test_cluster_down_then_up_in_the_same_folder_and_ports_ray_keeps_for_workers(cluster):
