@@ -198,7 +198,7 @@ def print_report(data: ReportData) -> None:
     for stage, error_type, rows in data.dead_by_cause:
         console.print(escape(f"  dead letter: {rows} row(s) from stage {stage!r}: {error_type}"))
     if data.lengths.size:
-        p50, p90, p99 = (int(x) for x in _percentiles(data.lengths, (50, 90, 99)))
+        p50, p90, p99 = length_percentiles(data)
         console.print(f"{escape(repr(data.column))} length (chars): median {p50}, p90 {p90}, p99 {p99}, "
                       f"max {int(data.lengths.max())} over {data.lengths.size} row(s)")
     if data.parts:
@@ -209,10 +209,11 @@ def print_report(data: ReportData) -> None:
         console.print(f"[red]missing: {escape(path)} is in the manifest but not on disk[/red]")
 
 
-def _percentiles(values, qs):
+def length_percentiles(data: ReportData) -> tuple[int, int, int]:
+    """Median, p90 and p99 of the output rows' text lengths (data.lengths must not be empty)."""
     import numpy as np
 
-    return np.percentile(values, qs, method="lower")
+    return tuple(int(x) for x in np.percentile(data.lengths, (50, 90, 99), method="lower"))
 
 
 def report_summary(data: ReportData, page: str | None) -> dict:
@@ -220,7 +221,7 @@ def report_summary(data: ReportData, page: str | None) -> dict:
     m = data.manifest
     lengths = None
     if data.lengths.size:
-        p50, p90, p99 = (int(x) for x in _percentiles(data.lengths, (50, 90, 99)))
+        p50, p90, p99 = length_percentiles(data)
         lengths = {"column": data.column, "median": p50, "p90": p90, "p99": p99, "max": int(data.lengths.max())}
     return {"output": str(data.output), "name": m.get("name"), "date": (m.get("spec") or {}).get("date"),
             "committed": data.committed, **{k: m.get(k, 0) for k in ("rows_in", "rows_out", "rows_dead_letter",

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from jobs.report import REPORT_FILE, ReportData, _percentiles, throughput
+from jobs.report import REPORT_FILE, ReportData, length_percentiles, throughput
 
 
 def write_html(data: ReportData, path: Path | None = None) -> Path:
@@ -55,7 +55,7 @@ def write_html(data: ReportData, path: Path | None = None) -> Path:
         counts, _ = np.histogram(data.lengths, bins=edges)
         labels = [f"{int(edges[i])}" for i in range(len(counts))]
         dead_counts = np.histogram(data.dead_lengths, bins=edges)[0] if data.dead_lengths.size else None
-        p50, p90, p99 = (int(x) for x in _percentiles(data.lengths, (50, 90, 99)))
+        p50, p90, p99 = length_percentiles(data)
         note = (f"Characters in column '{data.column}' of {data.lengths.size:,} output row(s): median {p50}, "
                 f"p90 {p90}, p99 {p99}, max {int(data.lengths.max())}.")
         if dead_counts is not None:
