@@ -27,6 +27,7 @@ def write_html(data: ReportData, path: Path | None = None) -> Path:
                     ("time", ", ".join(f"{k.replace('_', ' ')} {v:.1f}s" for k, v in (m.get("phases") or {}).items())
                      or "-"), ("rows in", f"{m.get('rows_in', 0):,}"),
                     ("rows out", f"{m.get('rows_out', 0):,}"), ("dead letter", f"{m.get('rows_dead_letter', 0):,}"),
+                    ("filtered", f"{m.get('rows_filtered', 0):,}"),
                     ("shards", f"{m.get('shards', '-')} ({m.get('shards_reused', 0)} reused)"),
                     ("input files", str(len(m.get("input_files", []))))]
     sections.append("<h2>Summary</h2>" + _table([], summary_rows, header=False))
