@@ -86,12 +86,17 @@ def run(spec: str = typer.Argument(..., metavar="SPEC", help="Job spec (YAML), o
         date: Optional[str] = DateOption, set_: Optional[List[str]] = SetOption,
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace a committed output (atomically)."),
         dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan (files, shards, stages) and stop."),
-        as_json: bool = JsonOption) -> None:
-    """Run a job on the local machine (embedded Ray), or on RAY_ADDRESS's cluster when set."""
+        as_json: bool = JsonOption,
+        verbose: bool = typer.Option(False, "--verbose", "-v", help="Show Ray's and the libraries' output too "
+                                     "(it always goes to the run's log file)."),
+        quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only errors and the final line."),
+        progress_every: float = typer.Option(30.0, "--progress-every", metavar="SECONDS", min=1,
+                                             help="Seconds between progress lines when not on a terminal.")) -> None:
+    """Run a job on the local machine (embedded Ray), or on RAY_ADDRESS's cluster when set.
+    On a terminal it shows a progress bar per stage; Ray's own output goes to a log file."""
     from jobs.plan import plan_job
-    from jobs.report import print_summary
-    from jobs.runner import run_job
     from jobs.errors import SpecError
+    from jobs.report import print_summary
     from jobs.spec import is_train_spec, parse_spec, read_spec_mapping, spec_source
 
     try:
@@ -105,7 +110,11 @@ def run(spec: str = typer.Argument(..., metavar="SPEC", help="Job spec (YAML), o
             _print_plan(_plan_summary(job, plan), as_json)
             return
         _check_ray_address()
-        result = run_job(plan, overwrite=overwrite)
+        if verbose and quiet:
+            raise SpecError("--verbose and --quiet: choose one")
+        log = run_log_path(job)
+        result = _run_showing_progress(plan, overwrite, log, "verbose" if verbose else "quiet" if quiet else "normal",
+                                       progress_every)
     except RaybatchError as exc:
         _fail(exc)
     if result.recovered:
@@ -115,17 +124,51 @@ def run(spec: str = typer.Argument(..., metavar="SPEC", help="Job spec (YAML), o
         keys = ("rows_in", "rows_out", "rows_dead_letter", "rows_filtered", "seconds", "run_id")
         typer.echo(json.dumps({"name": job.name, "output": result.output_path, "skipped": result.skipped,
                                "recovered": result.recovered, **{k: m.get(k) for k in keys},
-                               "phases": result.phases}))
+                               "phases": result.phases, "log": str(log)}))
         return
     if result.skipped:
         typer.echo(f"skipped: {result.output_path} is already committed (_SUCCESS present); "
                    f"use --overwrite to redo it")
         return
-    print_summary(result.manifest, result.output_path)
+    m = result.manifest
+    if quiet:
+        typer.echo(f"{m['name']}: {m['rows_in']:,} rows in, {m['rows_out']:,} out, {m['rows_dead_letter']:,} dead "
+                   f"letter, {m.get('rows_filtered', 0):,} filtered, {result.seconds:.1f}s: {result.output_path}")
+        return
+    print_summary(m, result.output_path)
     if result.phases:
         names = {"prepare": "prepare", "ray_start": "Ray start", "work": "work", "commit": "commit"}
         typer.echo("time: " + ", ".join(f"{names[k]} {v:.1f}s" for k, v in result.phases.items() if k in names)
                    + f" (total {result.seconds:.1f}s)")
+    typer.echo(f"log: {log} (Ray's and the libraries' output)")
+
+
+def run_log_path(job) -> Path:
+    """The run's log file: next to the job's other bookkeeping (jobs/incremental.state_dir) for a
+    local output, else in the user's cache folder."""
+    from jobs.incremental import state_dir
+    from jobs.inputs import resolve_filesystem
+    from jobs.terminal import log_path
+
+    template = job.output_template or job.output.path
+    fs, _ = resolve_filesystem(job.output.path)
+    if type(fs).__name__ == "LocalFileSystem":
+        return log_path(state_dir(template, job.name), job.name)
+    return log_path(str(Path.home() / ".cache" / "raybatch"), job.name)
+
+
+def _run_showing_progress(plan, overwrite: bool, log: Path, mode: str, every: float):
+    """Run with our progress on the terminal and everything Ray prints in `log` (jobs/terminal.py)."""
+    from jobs.progress import RunProgress
+    from jobs.runner import run_job
+    from jobs.terminal import captured, make_display
+
+    with captured(log, echo=mode == "verbose") as stream:
+        progress = RunProgress(make_display(mode, stream, every))
+        try:
+            return run_job(plan, overwrite=overwrite, progress=progress)
+        finally:
+            progress.close()
 
 
 def _check_ray_address() -> None:
@@ -133,7 +176,7 @@ def _check_ray_address() -> None:
     import os
 
     if os.environ.get("RAY_ADDRESS"):
-        from jobs.pipeline import cluster_address
+        from jobs.ray_address import cluster_address
 
         cluster_address(os.environ["RAY_ADDRESS"])
 
@@ -241,6 +284,8 @@ def export(source: str = typer.Argument(..., metavar="OUTPUT|SPEC", help="A comm
 
 from jobs.cli_cluster import register  # noqa: E402  (submit, status, logs, stop, list, cluster, report)
 register(app)
+from jobs.cli_outputs import register as register_output_commands  # noqa: E402  (report, replay)
+register_output_commands(app)
 
 
 def main() -> None:

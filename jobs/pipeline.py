@@ -14,9 +14,11 @@ import sys
 import pyarrow as pa
 
 from jobs import commit
-from jobs.errors import ClusterAddressError, RaybatchError
+from jobs.errors import RaybatchError
 from jobs.inputs import Shard, resolve_filesystem
 from jobs.plan import JobPlan
+from jobs.progress import SHARD_ROWS_KEY
+from jobs.ray_address import cluster_address
 from jobs.reader import read_shard
 from jobs.reaper import REAPER_TAG
 from jobs.segments import Segment, split
@@ -42,64 +44,6 @@ def init_ray(num_cpus: int | None = None) -> None:
                      log_to_driver=True)
         finally:  # Ray's processes have it; what this process starts later is not Ray's
             os.environ.pop(REAPER_TAG, None)
-
-
-def cluster_address(address: str, timeout: float = 5.0) -> str:
-    """The GCS address to connect to, checked in a few seconds instead of Ray's minutes of retries.
-    A dashboard URL is refused in one line. For a cluster on this machine's loopback address (as
-    `raybatch cluster up` starts it), Ray must not swap 127.0.0.1 for the machine's network address,
-    which the cluster does not listen on."""
-    if address.startswith(("http://", "https://")):
-        raise ClusterAddressError(
-            f"RAY_ADDRESS={address} is a dashboard (Jobs API) address: `raybatch submit SPEC` sends the job "
-            f"there; to run from this shell, set RAY_ADDRESS to the cluster's GCS address (host:port, "
-            f"`raybatch cluster up` prints it as address:)")
-    if address in ("auto", "local") or "://" in address:
-        return address
-    host, _, port = address.rpartition(":")
-    host = host.strip("[]")
-    if not host or not port.isdigit():
-        raise ClusterAddressError(f"RAY_ADDRESS={address}: expected the cluster's GCS address as host:port")
-    loopback = host in ("127.0.0.1", "localhost", "::1")
-    try:
-        _answers(host, int(port), timeout)
-    except OSError as exc:
-        # Ray puts this machine's network address in place of loopback: a head bound to it alone is fine.
-        if not (loopback and _answers_on_node_ip(int(port), timeout)):
-            reason = "timed out" if isinstance(exc, TimeoutError) else (exc.strerror or str(exc))
-            raise ClusterAddressError(
-                f"RAY_ADDRESS={address}: no Ray cluster answers there ({reason}); start one "
-                f"(`raybatch cluster up`) or unset RAY_ADDRESS to run on this machine") from None
-        return address
-    if loopback and not _answers_on_node_ip(int(port), timeout):
-        # Only loopback answers (as `raybatch cluster up` binds it): keep Ray on it, through its own
-        # switch (read from the environment when Ray is imported, so set on an imported module too).
-        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-        constants = sys.modules.get("ray._private.ray_constants")
-        if constants is not None and os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] == "0":
-            constants.ENABLE_RAY_CLUSTER = False
-    return address
-
-
-def _answers(host: str, port: int, timeout: float) -> None:
-    import socket
-
-    socket.create_connection((host, port), timeout=timeout).close()
-
-
-def _answers_on_node_ip(port: int, timeout: float) -> bool:
-    """Whether the GCS also listens on the address Ray would put in place of loopback (this
-    machine's own network address, never another host)."""
-    from ray._private.services import get_node_ip_address
-
-    node_ip = get_node_ip_address()
-    if node_ip in ("127.0.0.1", "::1"):  # Ray already takes loopback as this node's address
-        return False
-    try:
-        _answers(node_ip, port, timeout)
-        return True
-    except OSError:
-        return False
 
 
 def _start_reaper() -> None:
@@ -177,9 +121,22 @@ def _make_sink(loc: commit.OutputLocation, input_columns: list[str], compression
     return StagingSink()
 
 
-def execute(plan: JobPlan, shards: list[Shard], segment: Segment | None = None) -> None:
+def progress_labels(plan: JobPlan) -> list[str]:
+    """What the progress display and the report call each pass of each stage, in the order rows go
+    through them: the spec's stage names, numbered when one appears twice, and a whole-input
+    stage's first pass (its keys) apart from its second."""
+    return [_label(plan, step.stage, step.keys) for segment in split(plan.stage_classes) for step in segment.steps]
+
+
+def _label(plan: JobPlan, index: int, keys: bool) -> str:
+    uses = [p.use for p in plan.spec.stages]
+    name = uses[index] if uses.count(uses[index]) == 1 else f"{uses[index]}#{uses[:index + 1].count(uses[index])}"
+    return f"{name} (keys)" if keys else name
+
+
+def execute(plan: JobPlan, shards: list[Shard], segment: Segment | None = None, board: str | None = None) -> None:
     """Run `shards` through one segment of the stages (all of them by default) into staging; raise
-    one of our errors on failure."""
+    one of our errors on failure. Workers tell `board` (jobs/progress.py) what each block did."""
     import ray
     from ray.data import DataContext
 
@@ -187,7 +144,7 @@ def execute(plan: JobPlan, shards: list[Shard], segment: Segment | None = None) 
     init_ray()
     ctx = DataContext.get_current()
     ctx.target_max_block_size = 1 << 31  # one block per shard: never split a shard's rows
-    ctx.enable_progress_bars = True
+    ctx.enable_progress_bars = False  # ours instead (jobs/terminal.py), named after the spec's stages
     ctx.print_on_execution_start = False
     ctx.raise_original_map_exception = True
     total_cpus, total_gpus = cluster_cpus_and_gpus()
@@ -216,7 +173,8 @@ def execute(plan: JobPlan, shards: list[Shard], segment: Segment | None = None) 
         rows_added_before = any(c.adds_rows for c in plan.stage_classes[:index])
         decided = commit.decisions_dir(plan.output, index) if cls.whole_input and not step.keys else None
         context = StageContext(spec.name, spec.seed, index, params.use,
-                               copy_tag=f"aug{index}." if rows_added_before else "aug", decisions_dir=decided)
+                               copy_tag=f"aug{index}." if rows_added_before else "aug", decisions_dir=decided,
+                               progress_board=board, progress_label=_label(plan, index, step.keys))
         params_json = params.model_dump_json()
         if in_actors[index]:
             pool = pools[index]
@@ -268,8 +226,15 @@ def _hide_ray_data_errors_on_console() -> None:
 def _read_batch(items: pa.Table, schema: pa.Schema, id_column: str | None, input_uri: str) -> pa.Table:
     """Read the shards of one block of the shard list (one shard per block)."""
     fs, _ = resolve_filesystem(input_uri)
-    tables = [read_shard(fs, Shard.from_dict(item), schema, id_column) for item in items.to_pylist()]
-    return pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+    shards = [Shard.from_dict(item) for item in items.to_pylist()]
+    tables = [read_shard(fs, shard, schema, id_column) for shard in shards]
+    return _with_shard_rows(pa.concat_tables(tables) if len(tables) > 1 else tables[0],
+                            sum(s.num_rows for s in shards))
+
+
+def _with_shard_rows(table: pa.Table, rows: int) -> pa.Table:
+    """Stamp the block with its shards' input rows, which progress counts in (jobs/progress.py)."""
+    return table.replace_schema_metadata({**(table.schema.metadata or {}), SHARD_ROWS_KEY: str(rows).encode()})
 
 
 def _read_work_batch(items: pa.Table, folder: str) -> pa.Table:
@@ -277,12 +242,13 @@ def _read_work_batch(items: pa.Table, folder: str) -> pa.Table:
     without the key columns only the driver's decision needed."""
     import pyarrow.parquet as pq
 
-    tables = []
+    tables, rows = [], 0
     for item in items.to_pylist():
         path = commit.part_path(folder, item["index"])
         names = pq.read_schema(path).names
         tables.append(pq.read_table(path, columns=[c for c in names if not c.startswith(KEYS_PREFIX)]))
-    return pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+        rows += Shard.from_dict(item).num_rows
+    return _with_shard_rows(pa.concat_tables(tables) if len(tables) > 1 else tables[0], rows)
 
 
 def _original(exc: BaseException) -> BaseException:

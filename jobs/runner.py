@@ -17,8 +17,9 @@ from jobs.crashpoints import crash_point
 from jobs.errors import JobFailed
 from jobs.incremental import IncrementalState, state_dir
 from jobs.lock import RunLock
-from jobs.pipeline import execute, init_ray
+from jobs.pipeline import execute, init_ray, progress_labels
 from jobs.plan import JobPlan
+from jobs.progress import RunProgress
 from jobs.segments import split
 from jobs.stages.base import StageContext
 
@@ -46,12 +47,13 @@ class _Phases:
         self._mark = now
 
 
-def run_job(plan: JobPlan, overwrite: bool = False) -> RunResult:
+def run_job(plan: JobPlan, overwrite: bool = False, progress: RunProgress | None = None) -> RunResult:
     """Run the plan and publish its output once; an output already committed is skipped (or,
     with `overwrite`, replaced atomically). Incremental jobs take only files no committed run took.
-    A filesystem that refuses us (full, read-only, a mount point) is one line, not a traceback."""
+    A filesystem that refuses us (full, read-only, a mount point) is one line, not a traceback.
+    `progress` hears the phases and reads the workers' progress; the manifest keeps rows over time."""
     try:
-        return _run_locked(plan, overwrite)
+        return _run_locked(plan, overwrite, progress or RunProgress())
     except OSError as exc:
         if commit.is_disk_full(exc):
             raise commit.disk_full(plan.output) from None
@@ -59,7 +61,7 @@ def run_job(plan: JobPlan, overwrite: bool = False) -> RunResult:
         raise JobFailed(f"{where}: {exc.strerror or exc}; nothing was published") from None
 
 
-def _run_locked(plan: JobPlan, overwrite: bool) -> RunResult:
+def _run_locked(plan: JobPlan, overwrite: bool, progress: RunProgress) -> RunResult:
     started = time.time()
     spec, loc = plan.spec, plan.output
     folder = state_dir(spec.output_template or spec.output.path, spec.name)
@@ -82,7 +84,7 @@ def _run_locked(plan: JobPlan, overwrite: bool) -> RunResult:
         if loc.is_committed():
             loc.check_unchanged()
         phases = _Phases(started)
-        manifest = _produce(plan, fingerprint, incremental is not None, started, phases)
+        manifest = _produce(plan, fingerprint, incremental is not None, started, phases, progress)
         _write_readers_files(loc, manifest)
         if incremental is not None:
             incremental.mark_pending(_taken(plan, manifest), loc.path, manifest.run_id)
@@ -95,19 +97,28 @@ def _run_locked(plan: JobPlan, overwrite: bool) -> RunResult:
                      recovered=recovered, phases=phases.seconds)
 
 
-def _produce(plan: JobPlan, fingerprint: str, incremental: bool, started: float, phases: _Phases) -> Manifest:
+def _produce(plan: JobPlan, fingerprint: str, incremental: bool, started: float, phases: _Phases,
+             progress: RunProgress) -> Manifest:
     """Compute what staging lacks, verify all of it, and return the manifest to publish."""
     spec, loc = plan.spec, plan.output
     started_at = commit.now_iso()
+    progress.phase("preparing staging")
     reused = commit.prepare_staging(loc, fingerprint, spec.name, plan.shards)
     done = {m.shard for m in reused}
     todo = [s for s in plan.shards if s.index not in done]
     phases.end("prepare")
+    series = []
     if todo:
+        progress.phase("starting Ray")
         init_ray()
         phases.end("ray_start")
-        _execute_segments(plan, todo)
+        progress.phase("running (models load first)" if any(c.runs_in_actors(p) for c, p in zip(plan.stage_classes, spec.stages))
+                       else "running")
+        progress.start_work(progress_labels(plan), sum(s.num_rows for s in todo))
+        _execute_segments(plan, todo, progress.board_name)
+        series = progress.finish()
     phases.end("work")
+    progress.phase("verifying and committing")
     crash_point("run.executed")
     markers = commit.read_markers(loc)  # the record on disk: reused shards' and this run's alike
     known = {s.index for s in plan.shards}
@@ -119,10 +130,11 @@ def _produce(plan: JobPlan, fingerprint: str, incremental: bool, started: float,
         name=spec.name, run_id=uuid.uuid4().hex, fingerprint=fingerprint, spec_resolved=spec.resolved(),
         seed=spec.seed, shards=plan.shards, markers=markers, stage_names=[p.use for p in spec.stages],
         started_at=started_at, shards_reused=len(done), input_files=[f.path for f in plan.files],
-        incremental=incremental, seconds=round(time.time() - started, 3), phases=dict(phases.seconds))
+        incremental=incremental, seconds=round(time.time() - started, 3), phases=dict(phases.seconds),
+        progress=series, spec_text=spec.text or None)
 
 
-def _execute_segments(plan: JobPlan, todo: list) -> None:
+def _execute_segments(plan: JobPlan, todo: list, board: str | None) -> None:
     """Run the stages segment by segment (see jobs/segments.py): a whole-input stage decides once
     every shard's keys are in staging, and what a killed run finished is not done again."""
     spec, loc = plan.spec, plan.output
@@ -134,13 +146,13 @@ def _execute_segments(plan: JobPlan, todo: list) -> None:
         done = commit.done_shards(loc, segment.number, plan.shards)
         missing = [s for s in plan.shards if s.index not in done]
         if missing:
-            execute(plan, missing, segment)
+            execute(plan, missing, segment, board)
         crash_point("run.keyed")
         cls, params = plan.stage_classes[index], spec.stages[index]
         context = StageContext(spec.name, spec.seed, index, params.use)
         commit.write_decisions(loc, index, cls.decide(params, commit.WorkRows(loc, segment.number, plan.shards),
                                                       context))
-    execute(plan, todo, segments[-1])
+    execute(plan, todo, segments[-1], board)
 
 
 def _write_readers_files(loc, manifest: Manifest) -> None:

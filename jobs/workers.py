@@ -15,6 +15,7 @@ import pyarrow as pa
 
 from jobs import commit
 from jobs.errors import RaybatchError, StageFailed
+from jobs.progress import SHARD_ROWS_KEY, report_block
 from jobs.stages.base import StageContext, StageRunner, one_line
 from jobs.stages.registry import stage_class
 
@@ -42,6 +43,8 @@ def _run_stage(runner: StageRunner, batch: pa.Table, index: int) -> pa.Table:
     if not runner.keys:  # the keys half's rows are counted again by the stage's own pass
         history.append({"index": index, "name": runner.stage.name, **stats})
     metadata[commit.STATS_METADATA_KEY] = json.dumps(history).encode()
+    context = runner.stage.context
+    report_block(context.progress_board, context.progress_label, int(metadata.get(SHARD_ROWS_KEY, b"0")), stats)
     return out.replace_schema_metadata(metadata)
 
 
@@ -52,7 +55,7 @@ class StageTask:
         self.params_json, self.context, self.keys = params_json, context, keys
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        key = f"{self.context.stage_index}:{self.keys}:{self.params_json}:{self.context.seed}:{self.context.decisions_dir}"
+        key = f"{self.context.stage_index}:{self.keys}:{self.params_json}:{self.context.seed}:{self.context.decisions_dir}:{self.context.progress_board}"
         if key not in _STAGE_CACHE:
             _STAGE_CACHE[key] = _build_runner(self.params_json, self.context, self.keys)
         return _run_stage(_STAGE_CACHE[key], batch, self.context.stage_index)

@@ -75,5 +75,7 @@ class Manifest(BaseModel):
     input_files: list[str] = []
     incremental: bool = False
     phases: dict[str, float] = {}  # seconds: prepare, ray_start, work (the commit follows the manifest)
+    spec_text: str | None = None  # the spec's YAML as written (URI credentials masked)
+    progress: list[dict[str, Any]] = []  # per stage: input rows done over time (seconds since start)
     report: str | None = None  # report.html, written with the data before publishing
     dataset_card: str | None = None  # README.md: the configs `datasets.load_dataset(OUTPUT)` reads

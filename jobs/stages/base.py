@@ -76,6 +76,9 @@ class StageContext:
     copy_tag: str = "aug"
     # For a stage that decides from the whole input: the folder its decisions were written to.
     decisions_dir: str | None = None
+    # Where a worker reports what each block did (jobs/progress.py), and under which name.
+    progress_board: str | None = None
+    progress_label: str = ""
 
 
 class Stage:

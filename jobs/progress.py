@@ -1,0 +1,173 @@
+"""Progress of a run as it happens: each worker tells a small board actor what a block did, and
+the driver reads the board twice a second to draw our own progress (jobs/terminal.py) and, at the
+end, to keep rows over time per stage for the report.
+
+Progress never costs the job: a board that cannot be reached is skipped, never an error.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+
+# Schema metadata on each block: the input rows of the shard(s) it came from, so a stage after
+# augmentation or filtering still counts progress in the job's input rows.
+SHARD_ROWS_KEY = b"raybatch.shard_rows"
+MAX_POINTS = 240  # per stage in the manifest: enough for a chart, small for a 10,000-block job
+
+
+class _Board:
+    """The Ray actor (no CPU of its own) that collects one event per block and stage."""
+
+    def __init__(self):
+        self.events: list[dict] = []
+
+    def add(self, event: dict) -> None:
+        self.events.append(event)
+
+    def since(self, start: int) -> list[dict]:
+        return self.events[start:]
+
+
+_BOARDS: dict[str, object] = {}
+
+
+def report_block(board_name: str | None, label: str, shard_rows: int, stats: dict) -> None:
+    """From a worker: one block through one stage (a fire-and-forget call)."""
+    if not board_name:
+        return
+    try:
+        import ray
+
+        if board_name not in _BOARDS:
+            _BOARDS[board_name] = ray.get_actor(board_name)
+        _BOARDS[board_name].add.remote({"t": time.time(), "label": label, "shard_rows": shard_rows,
+                                        **{k: stats.get(k, 0) for k in ("rows_in", "rows_out", "rows_dead",
+                                                                        "rows_filtered")}})
+    except Exception:  # progress is a view; the rows do not depend on it
+        _BOARDS.pop(board_name, None)
+
+
+@dataclass
+class StageProgress:
+    """One stage's (or one pass's) counts so far, in the job's input rows and its own."""
+
+    label: str
+    total: int  # input rows this run works on
+    done: int = 0  # input rows whose block went through the stage
+    rows_out: int = 0
+    rows_dead: int = 0
+    rows_filtered: int = 0
+    first: float | None = None
+    last: float | None = None
+    points: list[tuple[float, int]] = field(default_factory=list)  # (time, done) after each block
+
+    def add(self, event: dict) -> None:
+        self.done += int(event["shard_rows"])
+        self.rows_out += int(event["rows_out"])
+        self.rows_dead += int(event["rows_dead"])
+        self.rows_filtered += int(event["rows_filtered"])
+        self.first = event["t"] if self.first is None else min(self.first, event["t"])
+        self.last = event["t"] if self.last is None else max(self.last, event["t"])
+        self.points.append((event["t"], self.done))
+
+    def rate(self, since: float, now: float) -> float:
+        """Input rows per second since the work began."""
+        return self.done / max(now - since, 1e-6) if self.done else 0.0
+
+    def eta(self, since: float, now: float) -> float | None:
+        rate = self.rate(since, now)
+        return (self.total - self.done) / rate if rate and self.done < self.total else (0.0 if self.done else None)
+
+
+class RunProgress:
+    """The driver's side: phases as the runner goes through them, and the board's events per stage.
+    `display` gets `phase(label)` and `update(progress)` calls (jobs/terminal.py)."""
+
+    def __init__(self, display=None):
+        self.display = display
+        self.started = time.time()
+        self.work_started: float | None = None
+        self.phase_label = "preparing"
+        self.stages: dict[str, StageProgress] = {}
+        self.board_name: str | None = None
+        self._board = None
+        self._seen = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def phase(self, label: str) -> None:
+        self.phase_label = label
+        if self.display is not None:
+            self.display.phase(self)
+
+    def start_work(self, labels: list[str], total_rows: int) -> None:
+        """Ray is up: make the board and start reading it. `labels` in the order rows go through."""
+        import ray
+
+        self.work_started = self.work_started or time.time()
+        for label in labels:
+            self.stages.setdefault(label, StageProgress(label, total_rows))
+        if self._board is None:
+            try:
+                self.board_name = f"raybatch-progress-{uuid.uuid4().hex[:12]}"
+                self._board = ray.remote(num_cpus=0)(_Board).options(name=self.board_name).remote()
+            except Exception:
+                self.board_name, self._board = None, None
+                return
+            self._thread = threading.Thread(target=self._poll, name="raybatch-progress", daemon=True)
+            self._thread.start()
+
+    def _poll(self) -> None:
+        while not self._stop.wait(0.5):
+            self.read_board()
+
+    def read_board(self, timeout: float = 5.0) -> None:
+        if self._board is None:
+            return
+        try:
+            import ray
+
+            events = ray.get(self._board.since.remote(self._seen), timeout=timeout)
+        except Exception:
+            return
+        self._seen += len(events)
+        for event in events:
+            stage = self.stages.get(event["label"])
+            if stage is None:
+                stage = self.stages[event["label"]] = StageProgress(event["label"], 0)
+            stage.add(event)
+        if self.display is not None:
+            self.display.update(self)
+
+    def finish(self) -> list[dict]:
+        """Stop reading (after a last read) and return rows over time per stage for the manifest:
+        seconds since the run started, and input rows done by then."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self.read_board()
+            try:
+                import ray
+
+                ray.kill(self._board)
+            except Exception:
+                pass
+            self._board = None
+        series = []
+        for stage in self.stages.values():
+            points = sorted(stage.points)
+            step = max(1, -(-len(points) // MAX_POINTS))
+            kept = points[step - 1::step] if points else []
+            if points and kept[-1] != points[-1]:
+                kept.append(points[-1])
+            series.append({"label": stage.label, "rows": stage.done,
+                           "points": [[round(t - self.started, 3), done] for t, done in kept]})
+        return series
+
+    def close(self) -> None:
+        self._stop.set()
+        if self.display is not None:
+            self.display.close(self)
