@@ -1,4 +1,4 @@
-"""Commands for clusters and run reports: submit, status, logs, stop, list, cluster up|down, report.
+"""Commands for clusters: submit, status, logs, stop, list, cluster up|down.
 
 Kept apart from cli.py, and everything heavy (ray, requests, the report's readers) is imported
 inside the commands, so `raybatch --help` stays instant. Exit codes: 0 ok, 1 the job failed or was
@@ -16,7 +16,7 @@ from typing import List, Optional
 
 import typer
 
-from jobs.errors import InputDataError, RaybatchError, SpecError
+from jobs.errors import RaybatchError, SpecError
 from jobs.secrets import redact_uri
 from ray_cluster.errors import ClusterError
 
@@ -201,61 +201,11 @@ def cluster_down(directory: Optional[Path] = ClusterDirOption) -> None:
     typer.echo(f"stopped {stopped} process(es)" if stopped else "no local cluster running")
 
 
-def report(output: Path = typer.Argument(..., metavar="OUTPUT", help="A committed output folder."),
-           column: Optional[str] = typer.Option(None, "--column", help="Text column for the length histogram "
-                                                "(default: the first stage's column)."),
-           html: Optional[Path] = typer.Option(None, "--html", help="Also write the page to this file (outside "
-                                               "the output), e.g. for an output committed without one."),
-           as_json: bool = JsonOption) -> None:
-    """Summarize a committed output: counts, dead letters by cause, lengths, throughput, and where
-    its report.html is (written with the data when the run committed; this never changes OUTPUT)."""
-    from jobs.report import REPORT_FILE, load_report, print_report, report_summary
-    from jobs.report_html import write_html
-    from jobs.train.report import print_train_report, train_manifest
-
-    try:
-        if html is not None and _inside(html, output):
-            raise InputDataError(f"--html {html}: inside the committed output; a report never changes an output")
-        train = train_manifest(output)
-        if train is not None:  # a fine-tuning output: its report.html was written when it was committed
-            if html is not None:
-                raise InputDataError(f"--html: {output} is a fine-tuning output; its report is "
-                                     f"{output / REPORT_FILE}")
-            if as_json:
-                keys = ("name", "task", "steps", "world_size", "seconds", "train_loss", "eval_loss", "eval_metrics")
-                typer.echo(json.dumps({"output": str(output), "kind": "train", **{k: train.get(k) for k in keys},
-                                       "report": str(output / REPORT_FILE)}))
-            else:
-                print_train_report(output, typer.echo)
-            return
-        data = load_report(output, column)
-        try:
-            page = write_html(data, html) if html is not None else output / REPORT_FILE
-        except OSError as exc:
-            raise InputDataError(f"--html {html}: {exc.strerror or exc}") from None
-    except OurErrors as exc:
-        _fail(exc)
-    if as_json:
-        typer.echo(json.dumps(report_summary(data, str(page) if page.exists() else None)))
-        return
-    print_report(data)
-    if page.exists():
-        typer.echo(f"report: {page}")
-    else:
-        typer.echo(f"no {REPORT_FILE} in this output (committed before runs wrote one); "
-                   f"--html PATH writes one elsewhere")
-
-
-def _inside(path: Path, folder: Path) -> bool:
-    return path.resolve().is_relative_to(folder.resolve())
-
-
 def register(app: typer.Typer) -> None:
-    """Add the cluster and report commands to the main app."""
+    """Add the cluster commands to the main app."""
     app.command()(submit)
     app.command()(status)
     app.command()(logs)
     app.command()(stop)
     app.command("list")(list_jobs)
-    app.command()(report)
     app.add_typer(cluster_app, name="cluster")

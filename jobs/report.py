@@ -60,6 +60,7 @@ class ReportData:
     reused_parts: int  # parts older than this run (reused shards of an interrupted run)
     dead_by_cause: list[tuple[str, str, int]]  # (stage, error_type, rows), most rows first
     missing: list[str] = field(default_factory=list)  # manifest files absent on disk
+    files_root: Path | None = None  # where the files were read (staging, while a run writes its report)
 
 
 def load_report(output: str | Path, column: str | None = None, manifest: dict | None = None) -> ReportData:
@@ -124,7 +125,7 @@ def load_report(output: str | Path, column: str | None = None, manifest: dict | 
         dead_lengths=np.concatenate(dead_lengths) if dead_lengths else empty,
         parts=parts, reused_parts=reused,
         dead_by_cause=sorted(((s or "?", t or "?", n) for (s, t), n in causes.items()), key=lambda x: (-x[2], x[:2])),
-        missing=missing)
+        missing=missing, files_root=output)
 
 
 def _parse_time(value: str | None) -> float | None:

@@ -55,6 +55,7 @@ class JobSpec(BaseModel):
     source: str = Field("<spec>", exclude=True)
     date: str = Field("", exclude=True)
     output_template: str = Field("", exclude=True)
+    text: str = Field("", exclude=True)  # the YAML as the user wrote it, --set overrides after it
 
     @field_validator("stages")
     @classmethod
@@ -118,13 +119,22 @@ def read_spec_mapping(path: str | Path, overrides: list[str] | None = None) -> d
         raise SpecError(f"{source}: a spec is a YAML mapping with name, input, output and stages")
     for item in overrides or []:
         apply_override(raw, item, source)
-    return raw
+    return SpecMapping(raw, text=text + "".join(f"\n# --set {item}" for item in overrides or []))
+
+
+class SpecMapping(dict):
+    """A spec's mapping that remembers the text it was read from, for the report."""
+
+    def __init__(self, mapping: dict, text: str = ""):
+        super().__init__(mapping)
+        self.text = text
 
 
 def parse_spec(raw: dict, source: str = "<spec>", date: str | None = None) -> JobSpec:
     """Validate a spec mapping; every error message starts with `source: key.path:`."""
     date = date or today_utc()
     check_date(date)
+    text = getattr(raw, "text", "")
     raw = dict(raw)
     raw_stages = raw.pop("stages", None)
     stages: list[StageParams] = []
@@ -142,6 +152,7 @@ def parse_spec(raw: dict, source: str = "<spec>", date: str | None = None) -> Jo
             raise SpecError(f"{source}: stages: must be a list of stages") from None
         raise SpecError(first_error(exc, source, model=JobSpec)) from None
     spec.output_template = spec.output.path
+    spec.text = redact_uri(text)
     for field in (spec.input, spec.output):
         field.path = fill_placeholders(field.path, spec.name, date)
     return spec

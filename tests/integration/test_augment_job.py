@@ -203,3 +203,42 @@ def test_export_loads_with_datasets_from_parquet_and_jsonl(ray_local, corpus, tm
             assert set(part["split"]) == {split}
     meta = json.loads((tmp_path / "ft" / "_export.json").read_text())
     assert meta["source_rows_out"] == data.num_rows
+
+
+def test_replay_as_documented_redoes_copies_from_the_output_or_through_earlier_stages(ray_local, corpus, tmp_path):
+    """docs/augment.md's replay, run as written: the command and the function, on a job that kept no
+    originals and cleaned the text first (so the parent is redone from the input through `clean`)."""
+    folder, table = corpus
+    clean_input = tmp_path / "plain"
+    clean_input.mkdir()
+    pq.write_table(table.slice(0, 40), clean_input / "a.parquet")  # real sentences, no null or odd rows
+    job = spec(tmp_path, clean_input, keep_original=False, copies=2, column="text_clean")
+    job["stages"].insert(0, {"use": "clean", "column": "text", "lowercase": True})
+    data, _ = run(job, tmp_path, "r")
+    copies = data.filter(data["is_augmented"]).to_pylist()
+    assert copies
+    doc = (ROOT / "docs" / "augment.md").read_text(encoding="utf-8")
+    snippet = re.search(r"```python\n(from augment\.replay import replay_row.*?)```", doc, re.S).group(1)
+    for copy in copies[:12]:
+        namespace: dict = {}
+        exec(snippet.replace('"out/augment-corpus/2026-12-06"', repr(str(tmp_path / "r")))
+                    .replace('"sst2-0001~aug2"', repr(copy["row_id"])), namespace)
+        done = namespace["done"]
+        assert done.parent_from == "input" and done.replayed == copy["text_clean"]
+        assert done.parent_text == next(" ".join(t.split()).lower() for i, t in
+                                        zip(table["id"].to_pylist(), table["text"].to_pylist()) if i == copy["parent_id"])
+    command = re.search(r"```bash\n(raybatch replay OUTPUT ROW_ID)", doc).group(1).split()
+    replayed = subprocess.run([sys.executable, "-m", "jobs", *command[1:2], str(tmp_path / "r"), copies[0]["row_id"],
+                               "--json"], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert replayed.returncode == 0, replayed.stderr
+    assert json.loads(replayed.stdout)["matches"] is True
+    # Another parent text gives another copy: the command says so and exits 1.
+    differs = subprocess.run([sys.executable, "-m", "jobs", "replay", str(tmp_path / "r"), copies[0]["row_id"],
+                              "--parent-text", "an entirely different sentence about the weather today"],
+                             capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert differs.returncode == 1 and "DIFFERS from the output" in differs.stdout
+    original = data.filter(pc.invert(data["is_augmented"]))["row_id"].to_pylist()
+    if original:
+        refused = subprocess.run([sys.executable, "-m", "jobs", "replay", str(tmp_path / "r"), original[0]],
+                                 capture_output=True, text=True, timeout=120, cwd=ROOT)
+        assert refused.returncode == 2 and "is not a copy an augment stage made" in refused.stderr

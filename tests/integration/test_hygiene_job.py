@@ -94,8 +94,9 @@ def test_hygiene_chain_filters_duplicates_and_eval_copies_and_redacts(ray_local,
     # The row a later stage failed keeps its input columns in the dead letter: masked there.
     assert dead["row_id"].to_pylist() == ["pii-boom"] and "<CREDIT_CARD>" in dead["text"][0].as_py()
     # No planted value anywhere outside the columns the user kept as they were.
-    for path in [out / "_manifest.json", *out.glob("_dead_letter/*.parquet"), *out.glob("_filtered/*.parquet")]:
-        text = path.read_text(errors="ignore") if path.suffix == ".json" else json.dumps(pq.read_table(path).to_pylist())
+    for path in [out / "_manifest.json", out / "report.html", out / "README.md", *out.glob("_dead_letter/*.parquet"),
+                 *out.glob("_filtered/*.parquet")]:
+        text = path.read_text(errors="ignore") if path.suffix != ".parquet" else json.dumps(pq.read_table(path).to_pylist())
         for value in PLANTED.values():
             assert value not in text, (path.name, value)
 

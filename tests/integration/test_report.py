@@ -3,6 +3,7 @@ the committed files themselves."""
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import re
@@ -10,6 +11,7 @@ import subprocess
 import sys
 import xml.etree.ElementTree as ET
 from collections import Counter
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -20,6 +22,7 @@ from jobs.plan import plan_job
 from jobs.runner import run_job
 from jobs.report import load_report, print_report, throughput
 from jobs.report_html import write_html
+from jobs.report_stages import rates_over_time
 from jobs.spec import load_spec
 from tests.conftest import ROOT, eda_sentences
 from tests.helpers.jobs import read_output, write_spec
@@ -76,27 +79,41 @@ def test_the_run_wrote_report_html_with_its_data_and_lists_it(committed, tmp_pat
     assert "name: report-job" in page and "{&quot;" not in page  # the spec as YAML, not a JSON dump
 
 
-def test_report_html_is_self_contained_with_the_three_plots(committed):
-    out, _ = committed
+def test_report_html_is_self_contained_with_its_plots_and_the_spec_as_written(committed):
+    out, rows_in = committed
     report = load_report(out)
     page = open(os.path.join(out, "report.html"), encoding="utf-8").read()
     assert "<script" not in page.lower() and "<link" not in page.lower()
     assert not re.findall(r"(?:src|href)\s*=|url\(|@import", page), "the report must not fetch anything"
-    assert [h for h in re.findall(r"<h2>(.*?)</h2>", page)][:5] == [
-        "Summary", "Stages", "Throughput", "Text length", "Dead letters by stage and error type"]
+    assert re.findall(r"<h2>(.*?)</h2>", page)[:7] == [
+        "Summary", "Stages", "Throughput over time", "Stage 0: clean (column text)", "Sample rows of the output",
+        "Length of the input column text", "Dead letters by stage and error type"]
     svgs = re.findall(r"<svg.*?</svg>", page, re.S)
-    assert len(svgs) == 3
+    assert len(svgs) == 4
     for svg in svgs:
         ET.fromstring(svg)  # well-formed
-    throughput_svg, length_svg, dead_svg = svgs
-    assert 'aria-label="rows/s by seconds since start"' in throughput_svg
-    # The histogram's bars hold every output row (blue) and every dead-letter row with text (red).
+    over_time, written_svg, length_svg, dead_svg = svgs
+    # Rows/s over time, from the workers' progress: the steps add up to every input row.
+    assert 'aria-label="input rows/s by seconds since start"' in over_time and "<title>clean</title>" in over_time
+    series = rates_over_time(report.manifest["progress"])
+    width = series["clean"][1][0] * 2
+    assert sum(rate for _, rate in series["clean"][1:]) * width == pytest.approx(rows_in)
+    # The column the stage wrote has its own histogram, over every output row.
+    data_rows, _, _ = read_output(out)
+    assert sum(int(n) for n in re.findall(r'fill="#4c78a8"><title>[^<]*: (\d+)</title>', written_svg)) == \
+        data_rows["text_clean"].drop_null().length()
+    # The input column's histogram holds every output row (blue) and every dead-letter row with text (red).
     blue = sum(int(n) for n in re.findall(r'fill="#4c78a8"><title>[^<]*: (\d+)</title>', length_svg))
     red = sum(int(n) for n in re.findall(r": (\d+) dead letter</title>", length_svg))
     assert (blue, red) == (report.lengths.size, report.dead_lengths.size)
     for stage, error_type, rows in report.dead_by_cause:
         assert f"<title>{stage} / {error_type}: {rows}</title>" in dead_svg
     assert f"<td>rows in</td><td>{report.manifest['rows_in']:,}</td>" in page
+    # Sample rows and the spec as its file says it.
+    assert f"<td>{data_rows['row_id'][0].as_py()}</td>" in page
+    spec_text = (Path(out).parents[2] / "job.yaml").read_text(encoding="utf-8")
+    assert report.manifest["spec_text"] == spec_text
+    assert "<h2>Spec, as written</h2><pre>" + html.escape(spec_text) + "</pre>" in page
 
 
 def test_parts_older_than_the_run_count_as_reused_not_as_throughput(committed, tmp_path):
@@ -184,3 +201,26 @@ def test_load_dataset_on_the_output_gives_exactly_its_rows(committed, tmp_path):
     assert sorted(dead["row_id"]) == sorted(dead_rows["row_id"].to_pylist())
     card = open(os.path.join(out, "README.md"), encoding="utf-8").read()
     assert f"read_parquet('{out}/data/*.parquet')" in card
+
+
+def test_the_page_renders_in_headless_chromium_with_every_chart_drawn(committed, tmp_path):
+    """A real browser: the page loads with no console error, and every chart it lays out has marks."""
+    import shutil
+
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
+    page = os.path.join(committed[0], "report.html")
+    common = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--window-size=1100,3000",
+              "--enable-logging=stderr", "--v=0"]
+    shot = tmp_path / "report.png"
+    drawn = subprocess.run([*common, f"--screenshot={shot}", f"file://{page}"], capture_output=True, text=True,
+                           timeout=120)
+    assert shot.exists() and shot.stat().st_size > 20_000, drawn.stderr[-2000:]
+    assert "CONSOLE" not in drawn.stderr and "Uncaught" not in drawn.stderr, drawn.stderr[-2000:]
+    dom = subprocess.run([*common, "--dump-dom", f"file://{page}"], capture_output=True, text=True, timeout=120).stdout
+    svgs = re.findall(r"<svg.*?</svg>", dom, re.S)
+    assert len(svgs) == 4
+    for svg in svgs:  # bars with height, or a line with points
+        heights = [float(h) for h in re.findall(r'<rect [^>]*height="([\d.]+)"', svg)]
+        assert any(h > 0 for h in heights) or re.search(r'<polyline points="[\d.]+,[\d.]+ ', svg), svg[:300]

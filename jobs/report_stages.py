@@ -1,0 +1,220 @@
+"""report.html's middle: rows/s over time per stage (from the progress the run recorded), then a
+section per stage in the terms that matter for its kind, and sample rows of the output.
+
+- augment: copies made and dropped per op, why rows were kept without copies, an edit-rate
+  histogram, before/after examples;
+- model stages: tokens in and out, tokens/s, padding efficiency, engine and decoding mode;
+- every stage: its other counters (kinds found, reasons), and the lengths (or, for short codes
+  such as a language, the values) of the columns it wrote.
+"""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+
+from jobs.report_charts import bar_chart, histogram, line_chart, table
+
+BASE_KEYS = {"index", "name", "rows_in", "rows_out", "rows_dead", "rows_filtered", "seconds", "rows_per_second"}
+MODEL_KEYS = ("model", "revision", "engine", "decoding", "tokens_in", "tokens_out", "tokens_in_padded",
+              "generate_seconds", "tokens_out_per_second")
+OP_OUTCOMES = ("made", "retries", "dropped_duplicate", "dropped_edit_rate", "no_candidates", "unsupported_language")
+SAMPLE_ROWS = 5
+READ_LIMIT = 200_000  # rows read for the charts and examples: enough to show a shape, cheap at 10M
+LINEAGE = {"parent_id", "aug_op", "aug_seed", "is_augmented", "edit_rate", "aug_skipped"}
+
+
+def rates_over_time(progress: list[dict], buckets: int = 40) -> dict[str, list[tuple[float, float]]]:
+    """Input rows per second per stage, in equal time steps from the run's start to its last block."""
+    end = max((p[0] for s in progress for p in s["points"]), default=0.0)
+    if end <= 0:
+        return {}
+    width = end / buckets
+    series = {}
+    for stage in progress:
+        points = sorted(stage["points"])
+        rates, done_before, i = [], 0, 0
+        for b in range(buckets):
+            upto = (b + 1) * width
+            done = done_before
+            while i < len(points) and points[i][0] <= upto + 1e-9:
+                done = points[i][1]
+                i += 1
+            rates.append(((b + 0.5) * width, (done - done_before) / width))
+            done_before = done
+        series[stage["label"]] = [(0.0, 0.0), *rates]
+    return series
+
+
+def throughput_section(manifest: dict) -> str | None:
+    """Rows/s over time per stage and the phases, or None when the run recorded no progress."""
+    series = rates_over_time(manifest.get("progress") or [])
+    if not series:
+        return None
+    phases = manifest.get("phases") or {}
+    spans, start = [], 0.0
+    for name, seconds in phases.items():
+        spans.append(f"{name.replace('_', ' ')} {start:.1f}–{start + seconds:.1f}s")
+        start += seconds
+    note = ("Input rows per second through each stage, from what the workers reported after each block "
+            f"(seconds since the run started). Phases: {', '.join(spans) or '-'}.")
+    return (f"<h2>Throughput over time</h2>{line_chart(series, 'seconds since start', 'input rows/s')}"
+            f"<p class=note>{html.escape(note)}</p>")
+
+
+def read_output(output: Path, manifest: dict, limit: int = READ_LIMIT):
+    """The first `limit` output rows (the manifest's files, in order), or None without any."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    tables, rows = [], 0
+    for entry in manifest.get("files", []):
+        path = output / entry["path"]
+        if rows >= limit or not path.exists():
+            continue
+        table = pq.read_table(path)
+        tables.append(table.slice(0, limit - rows))
+        rows += tables[-1].num_rows
+    return pa.concat_tables(tables, promote_options="permissive") if tables else None
+
+
+def _scrubbed(rows, specs: list[dict]):
+    """A few rows as the dead letter would show them: a redact stage's scrubber masks every text
+    column, so no personal data reaches the page (the raw input column keeps it in data/)."""
+    from jobs.stages.registry import stage_class
+
+    for params in specs:
+        try:
+            cls = stage_class(params["use"])
+            scrub = cls.scrubber(cls.Params.model_validate(params))
+        except Exception:
+            scrub = None
+        if scrub is not None:
+            rows = scrub(rows)
+    return rows
+
+
+def stage_sections(output: Path, manifest: dict) -> list[str]:
+    """One section per stage, then sample rows of the output."""
+    specs = (manifest.get("spec") or {}).get("stages", [])
+    rows = read_output(output, manifest)
+    sections = []
+    for stats in manifest.get("stages", []):
+        params = specs[stats["index"]] if stats["index"] < len(specs) else {}
+        parts = [_model_part(stats), _augment_part(stats, params, rows, specs), _counts_part(stats),
+                 _columns_part(stats, params, rows)]
+        title = f"Stage {stats['index']}: {stats['name']}"
+        if params.get("column"):
+            title += f" (column {params['column']})"
+        sections.append(f"<h2>{html.escape(title)}</h2>" + "".join(p for p in parts if p))
+    if rows is not None and rows.num_rows:
+        columns = [c for c in rows.column_names if c not in LINEAGE or c == "aug_op"]
+        sample = _scrubbed(rows.slice(0, SAMPLE_ROWS).select(columns), specs).to_pylist()
+        sections.append("<h2>Sample rows of the output</h2>" + table(columns, [[_short(r[c]) for c in columns]
+                                                                              for r in sample], text=True))
+    return sections
+
+
+def _short(value, width: int = 80) -> str:
+    text = "" if value is None else str(value)
+    return text if len(text) <= width else text[:width - 1] + "…"
+
+
+def _model_part(stats: dict) -> str | None:
+    if "tokens_in" not in stats:
+        return None
+    padded = stats.get("tokens_in_padded") or 0
+    facts = [("model", stats.get("model", "-")), ("revision", stats.get("revision", "-")),
+             ("engine", stats.get("engine", "-")), ("decoding mode", stats.get("decoding", "-")),
+             ("tokens in", f"{stats['tokens_in']:,}"), ("tokens out", f"{stats.get('tokens_out', 0):,}"),
+             ("tokens out/s", f"{stats.get('tokens_out_per_second', 0):,.1f}"),
+             ("padding efficiency", f"{stats['tokens_in'] / padded:.0%}" if padded else "-")]
+    return "<h3>Model</h3>" + table([], facts, header=False)
+
+
+def _augment_part(stats: dict, params: dict, rows, specs: list[dict]) -> str | None:
+    ops = sorted({key[3:-len(outcome) - 1] for key in stats for outcome in OP_OUTCOMES
+                  if key.startswith("op_") and key.endswith("_" + outcome)})
+    if params.get("use") != "augment" and not ops:
+        return None
+    parts = []
+    if ops:
+        parts.append("<h3>Copies per op</h3>" + table(
+            ["op", *(o.replace("_", " ") for o in OP_OUTCOMES)],
+            [[op, *(f"{stats.get(f'op_{op}_{o}', 0):,}" for o in OP_OUTCOMES)] for op in ops]))
+    if rows is not None and "edit_rate" in rows.column_names and "is_augmented" in rows.column_names:
+        import pyarrow.compute as pc
+
+        copies = rows.filter(pc.fill_null(rows["is_augmented"], False))
+        rates = copies["edit_rate"].drop_null().to_numpy(zero_copy_only=False)
+        if rates.size:
+            parts.append("<h3>Edit rate of the copies</h3>" + histogram(rates, 20, "edit rate", "copies", 0.0,
+                                                                          max(1.0, float(rates.max()))))
+        parts.append(_examples(rows, copies, params.get("column"), specs))
+    return "".join(p for p in parts if p)
+
+
+def _examples(rows, copies, column: str | None, specs: list[dict]) -> str | None:
+    """A handful of copies next to their parents (when the output keeps the originals)."""
+    import pyarrow as pa
+
+    if not column or column not in rows.column_names or not copies.num_rows:
+        return None
+    parents = dict(zip(rows["row_id"].to_pylist(), rows[column].to_pylist())) if "row_id" in rows.column_names else {}
+    chosen = copies.slice(0, SAMPLE_ROWS).to_pylist()
+    pairs = _scrubbed(pa.table({"op": [c.get("aug_op") or "-" for c in chosen],
+                                "before": [parents.get(c.get("parent_id"), "(original not kept)") for c in chosen],
+                                "after": [c[column] for c in chosen]},
+                               schema=pa.schema([("op", pa.string()), ("before", pa.string()), ("after", pa.string())])),
+                      specs)
+    return "<h3>Before and after</h3>" + table(["op", "before", "after"], [
+        [r["op"], _short(r["before"], 120), _short(r["after"], 120)] for r in pairs.to_pylist()], text=True)
+
+
+def _counts_part(stats: dict) -> str | None:
+    """The stage's other counters: kinds found, reasons rows were skipped, kept or failed."""
+    counts = [(k, v) for k, v in stats.items() if k not in BASE_KEYS and k not in MODEL_KEYS
+              and not (k.startswith("op_") and any(k.endswith("_" + o) for o in OP_OUTCOMES))
+              and isinstance(v, (int, float)) and not isinstance(v, bool)]
+    if not counts:
+        return None
+    return "<h3>Counts by kind and reason</h3>" + table(
+        ["counter", "value"], [(k.replace("_", " "), f"{v:,}" if isinstance(v, int) else f"{v:,.3f}")
+                               for k, v in sorted(counts)])
+
+
+def _columns_part(stats: dict, params: dict, rows) -> str | None:
+    """Lengths of each text column the stage wrote (values, for short codes)."""
+    if rows is None or not params.get("use"):
+        return None
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from jobs.stages.registry import stage_class
+
+    try:
+        cls = stage_class(params["use"])
+        written = cls.output_columns(cls.Params.model_validate(params))
+    except Exception:
+        return None
+    parts = []
+    for name in written:
+        if name not in rows.column_names or name in LINEAGE or not pa.types.is_string(rows[name].type):
+            continue
+        values = rows[name].drop_null()
+        if not len(values):
+            continue
+        lengths = pc.utf8_length(values).to_numpy(zero_copy_only=False)
+        if lengths.max() <= 8:  # codes (a language, a label): how often each value appears
+            counted = pc.value_counts(values).to_pylist()
+            counted.sort(key=lambda c: -c["counts"])
+            parts.append(f"<h3>Values of {html.escape(name)}</h3>" + bar_chart(
+                [c["values"] for c in counted[:20]], [c["counts"] for c in counted[:20]], name, "rows"))
+        else:
+            p50, p90 = (int(np.percentile(lengths, q)) for q in (50, 90))
+            parts.append(f"<h3>Length of {html.escape(name)}</h3>"
+                         + histogram(lengths, 30, f"characters ({name})", "rows", 0.0)
+                         + f"<p class=note>{len(lengths):,} row(s): median {p50}, p90 {p90}, max {lengths.max()} "
+                           f"characters.</p>")
+    return "".join(parts) or None
