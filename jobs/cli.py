@@ -14,6 +14,7 @@ from typing import List, Optional
 import typer
 
 from jobs.cli_cluster import JsonOption
+from jobs.cli_options import DateOption, QuietOption, SetOption, VerboseOption, mode
 from jobs.errors import RaybatchError
 from jobs.secrets import redact_uri
 
@@ -34,11 +35,6 @@ def _version(value: bool) -> None:
 def _main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
                                        help="Print the version and exit.")) -> None:
     """Batch ML data jobs on Ray: clean, generate, translate, summarize, augment, fine-tune."""
-
-SetOption = typer.Option(None, "--set", metavar="KEY=VALUE", help="Override a spec key by dotted path "
-                         "(output.path=/tmp/x, stages.0.column=body); repeatable.")
-DateOption = typer.Option(None, "--date", metavar="YYYY-MM-DD", help="Fills {date} in paths (default: today, UTC).")
-
 
 def _fail(exc: RaybatchError) -> None:
     typer.echo(f"error: {redact_uri(str(exc))}", err=True)
@@ -87,9 +83,7 @@ def run(spec: str = typer.Argument(..., metavar="SPEC", help="Job spec (YAML), o
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace a committed output (atomically)."),
         dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan (files, shards, stages) and stop."),
         as_json: bool = JsonOption,
-        verbose: bool = typer.Option(False, "--verbose", "-v", help="Show Ray's and the libraries' output too "
-                                     "(it always goes to the run's log file)."),
-        quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only errors and the final line."),
+        verbose: bool = VerboseOption, quiet: bool = QuietOption,
         progress_every: float = typer.Option(30.0, "--progress-every", metavar="SECONDS", min=1,
                                              help="Seconds between progress lines when not on a terminal.")) -> None:
     """Run a job on the local machine (embedded Ray), or on RAY_ADDRESS's cluster when set.
@@ -113,8 +107,7 @@ def run(spec: str = typer.Argument(..., metavar="SPEC", help="Job spec (YAML), o
         if verbose and quiet:
             raise SpecError("--verbose and --quiet: choose one")
         log = run_log_path(job)
-        result = _run_showing_progress(plan, overwrite, log, "verbose" if verbose else "quiet" if quiet else "normal",
-                                       progress_every)
+        result = _run_showing_progress(plan, overwrite, log, mode(verbose, quiet), progress_every)
     except RaybatchError as exc:
         _fail(exc)
     if result.recovered:
@@ -139,8 +132,16 @@ def run(spec: str = typer.Argument(..., metavar="SPEC", help="Job spec (YAML), o
     if result.phases:
         names = {"prepare": "prepare", "ray_start": "Ray start", "work": "work", "commit": "commit"}
         typer.echo("time: " + ", ".join(f"{names[k]} {v:.1f}s" for k, v in result.phases.items() if k in names)
-                   + f" (total {result.seconds:.1f}s)")
+                   + f" (total {result.seconds:.1f}s)" + _model_load(m))
     typer.echo(f"log: {log} (Ray's and the libraries' output)")
+
+
+def _model_load(manifest: dict) -> str:
+    """How long the model stages' actors took to load their models (part of `work`)."""
+    loads = [(s["name"], s["model_load_seconds"] / s["model_loads"], s["model_loads"])
+             for s in manifest["stages"] if s.get("model_loads")]
+    return "".join(f"; {name} model load {seconds:.1f}s per actor ({n} actor(s), within work)"
+                   for name, seconds, n in loads)
 
 
 def run_log_path(job) -> Path:
@@ -150,7 +151,7 @@ def run_log_path(job) -> Path:
     from jobs.inputs import resolve_filesystem
     from jobs.terminal import log_path
 
-    template = job.output_template or job.output.path
+    template = getattr(job, "output_template", "") or job.output.path
     fs, _ = resolve_filesystem(job.output.path)
     if type(fs).__name__ == "LocalFileSystem":
         return log_path(state_dir(template, job.name), job.name)
@@ -230,35 +231,6 @@ def _validate_train(raw: dict, source: str, date: Optional[str], as_json: bool) 
                f"{plan.source['source']} ({plan.source['revision']}), {plan.max_steps} steps; output: {job.output.path}")
 
 
-@app.command(name="train")
-def train_command(spec: str = typer.Argument(..., metavar="SPEC", help="Train spec (YAML with a train: section), or - for standard input"),
-                  date: Optional[str] = DateOption, set_: Optional[List[str]] = SetOption,
-                  overwrite: bool = typer.Option(False, "--overwrite", help="Replace a committed model (atomically).")
-                  ) -> None:
-    """Fine-tune a model on a committed output with Ray Train; a killed run resumes from its last checkpoint."""
-    from jobs.train.runner import train
-    from jobs.train.spec import load_train_spec
-
-    try:
-        loaded = load_train_spec(spec, set_ or [], date)
-        _check_ray_address()
-        result = train(loaded, overwrite=overwrite)
-    except RaybatchError as exc:
-        _fail(exc)
-    if result.skipped:
-        typer.echo(f"skipped: {result.output_path} is already committed (_SUCCESS present); use --overwrite to redo it")
-        return
-    m = result.manifest
-    losses = m["train_loss"]
-    first, last = (losses[0]["loss"], losses[-1]["loss"]) if losses else (float("nan"), float("nan"))
-    metrics = ", ".join(f"{k} {v:.4g}" for k, v in m["eval_metrics"].items() if isinstance(v, (int, float))
-                        and k in ("loss", "accuracy", "macro_f1"))
-    resumed = f", resumed from step {m['resumed_from_step']}" if m["resumed_from_step"] else ""
-    typer.echo(f"{m['name']}: {m['steps']} steps on {m['world_size']} worker(s){resumed}, train loss {first:.4g} → "
-               f"{last:.4g}{'; eval ' + metrics if metrics else ''}; {m['seconds']:.1f}s")
-    typer.echo(f"model: {result.output_path}/model")
-
-
 @app.command()
 def export(source: str = typer.Argument(..., metavar="OUTPUT|SPEC", help="A committed output folder, or the job's spec (YAML)"),
            to: Optional[str] = typer.Option(None, "--to", help="Destination folder (default: <output>-finetune)."),
@@ -286,6 +258,8 @@ from jobs.cli_cluster import register  # noqa: E402  (submit, status, logs, stop
 register(app)
 from jobs.cli_outputs import register as register_output_commands  # noqa: E402  (report, replay)
 register_output_commands(app)
+from jobs.cli_train import train_command  # noqa: E402
+app.command(name="train")(train_command)
 
 
 def main() -> None:

@@ -17,7 +17,7 @@ from jobs.report_charts import bar_chart, histogram, line_chart, table
 
 BASE_KEYS = {"index", "name", "rows_in", "rows_out", "rows_dead", "rows_filtered", "seconds", "rows_per_second"}
 MODEL_KEYS = ("model", "revision", "engine", "decoding", "tokens_in", "tokens_out", "tokens_in_padded",
-              "generate_seconds", "tokens_out_per_second")
+              "generate_seconds", "tokens_out_per_second", "model_load_seconds", "model_loads")
 OP_OUTCOMES = ("made", "retries", "dropped_duplicate", "dropped_edit_rate", "no_candidates", "unsupported_language")
 SAMPLE_ROWS = 5
 READ_LIMIT = 200_000  # rows read for the charts and examples: enough to show a shape, cheap at 10M
@@ -116,7 +116,7 @@ def stage_sections(output: Path, manifest: dict) -> list[str]:
 
 
 def _short(value, width: int = 80) -> str:
-    text = "" if value is None else str(value)
+    text = "" if value is None else f"{value:.4g}" if isinstance(value, float) else str(value)
     return text if len(text) <= width else text[:width - 1] + "…"
 
 
@@ -129,6 +129,9 @@ def _model_part(stats: dict) -> str | None:
              ("tokens in", f"{stats['tokens_in']:,}"), ("tokens out", f"{stats.get('tokens_out', 0):,}"),
              ("tokens out/s", f"{stats.get('tokens_out_per_second', 0):,.1f}"),
              ("padding efficiency", f"{stats['tokens_in'] / padded:.0%}" if padded else "-")]
+    if stats.get("model_loads"):
+        facts.append(("model load", f"{stats['model_load_seconds'] / stats['model_loads']:.1f}s per actor, "
+                                    f"{stats['model_loads']} actor(s)"))
     return "<h3>Model</h3>" + table([], facts, header=False)
 
 

@@ -142,11 +142,12 @@ class LiveDisplay:
 
     def __init__(self, stream: IO[str]):
         from rich.console import Console
-        from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn
+        from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
         self.console = Console(file=stream, force_terminal=True)
         self.bars = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(bar_width=30),
-                             TextColumn("{task.fields[detail]}"), console=self.console, transient=False,
+                             TextColumn("{task.fields[detail]}"), TimeElapsedColumn(), console=self.console,
+                             transient=False,
                              redirect_stdout=False, redirect_stderr=False,
                              refresh_per_second=4)
         self.status = self.bars.add_task("", total=None, detail="")

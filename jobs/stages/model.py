@@ -4,6 +4,8 @@ that turns a batch into engine rows and back. The model work itself is in `jobs/
 
 from __future__ import annotations
 
+import time
+
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -152,12 +154,15 @@ class ModelStage(Stage):
 
     def __init__(self, params: ModelParams, context):
         super().__init__(params, context)
+        started = time.perf_counter()
         try:
             config = self.engine_config(params)
             config.actor_id = context.actor_id
             self.engine = engine.load_engine(config)
         except SpecError as exc:  # the engine installed where the stage runs refuses a setting
             raise SpecError(f"stages[{context.stage_index}] ({params.use}): {exc}") from None
+        # Counted with this actor's first block (counters start per block): the summary's "model load".
+        self._load_seconds: float | None = time.perf_counter() - started
 
     def info(self) -> dict[str, str]:
         """The model as loaded: its name or path, the revision the files came from, the engine that
@@ -167,6 +172,9 @@ class ModelStage(Stage):
         return {"model": self.params.model, "revision": str(revision), **self.engine.info()}
 
     def __call__(self, batch: pa.Table) -> pa.Table:
+        if self._load_seconds is not None:
+            self.add_metrics({"model_load_seconds": self._load_seconds, "model_loads": 1})
+            self._load_seconds = None
         params: ModelParams = self.params
         fields = list(self.input_columns(params))
         text = params.text_column()

@@ -72,6 +72,7 @@ def test_three_model_stages_in_one_job(ray_local, tiny_models, tmp_path):
         assert stage["tokens_in"] > 0 and stage["tokens_out"] > 0 and stage["generate_seconds"] > 0
         assert stage["tokens_in_padded"] >= stage["tokens_in"]
         assert stage["tokens_out_per_second"] > 0 and stage["revision"]
+        assert stage["model_loads"] >= 1 and stage["model_load_seconds"] > 0  # once per actor that took a block
     assert summarize["decoding"] == "lean" and generate["decoding"] == "generate"  # causal LMs use generate
     assert generate["rows_in"] == 12 and translate["rows_dead"] == 1
 

@@ -53,7 +53,8 @@ def test_a_terminal_shows_our_progress_per_stage_and_none_of_rays_output(tiny_mo
     assert re.search(r"clean +\S+ 200/200 rows +[\d,]+ rows/s +ETA 0:00 +dead 0", screen), screen[-3000:]
     assert re.search(r"summarize +\S+ 200/200 rows +[\d,]+ rows/s +ETA 0:00 +dead 0", screen), screen[-3000:]
     assert "starting Ray" in screen and "running (models load first)" in screen
-    assert re.search(r"time: prepare [\d.]+s, Ray start [\d.]+s, work [\d.]+s", screen)
+    assert re.search(r"time: prepare [\d.]+s, Ray start [\d.]+s, work [\d.]+s, commit [\d.]+s \(total [\d.]+s\); "
+                     r"summarize model load [\d.]+s per actor", screen), screen[-2000:]
     # What Ray printed is kept, in the log file the summary names, next to the job's output.
     log = log_named_in(screen)
     assert log.parent == tmp_path / "out" / ".raybatch-shown.logs"
