@@ -90,16 +90,23 @@ PALETTE = ("#4c78a8", "#f58518", "#54a24b", "#b279a2", "#e45756", "#72b7b2", "#e
 
 
 def line_chart(series: dict[str, list[tuple[float, float]]], xlabel: str, ylabel: str,
-               width: int = 900, height: int = 260) -> str:
-    """One line per series (a step per point), with a legend; x and y start at 0."""
+               spans: list[tuple[float, float, str]] = (), width: int = 900, height: int = 260) -> str:
+    """One line per series, with a legend; x and y start at 0. `spans` shade (start, end, label)
+    ranges of x behind the lines (a run's phases)."""
     esc = html.escape
     left, right, top, bottom = 60, 150, 10, 40
     plot_w, plot_h = width - left - right, height - top - bottom
     points = [p for values in series.values() for p in values]
-    x_max = nice_max(max((x for x, _ in points), default=0))
+    x_max = nice_max(max([x for x, _ in points] + [end for _, end, _ in spans], default=0))
     y_max = nice_max(max((y for _, y in points), default=0))
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img" '
              f'aria-label="{esc(ylabel)} by {esc(xlabel)}">']
+    for n, (start, end, label) in enumerate(spans):
+        x0, x1 = left + plot_w * start / x_max, left + plot_w * end / x_max
+        parts.append(f'<rect x="{x0:.1f}" y="{top}" width="{max(x1 - x0, 0.5):.1f}" height="{plot_h}" '
+                     f'fill="{("#f2f2f2", "#e8eef6")[n % 2]}"><title>{esc(label)}</title></rect>')
+        if x1 - x0 > 7 * len(label):  # a label only where it fits
+            parts.append(f'<text x="{(x0 + x1) / 2:.1f}" y="{top + 12}" text-anchor="middle">{esc(label)}</text>')
     for i in range(5):
         y = top + plot_h - plot_h * i / 4
         x = left + plot_w * i / 4

@@ -51,15 +51,19 @@ def throughput_section(manifest: dict) -> str | None:
     series = rates_over_time(manifest.get("progress") or [])
     if not series:
         return None
-    phases = manifest.get("phases") or {}
     spans, start = [], 0.0
-    for name, seconds in phases.items():
-        spans.append(f"{name.replace('_', ' ')} {start:.1f}–{start + seconds:.1f}s")
+    for name, seconds in (manifest.get("phases") or {}).items():
+        spans.append((start, start + seconds, name.replace("_", " ")))
         start += seconds
     note = ("Input rows per second through each stage, from what the workers reported after each block "
-            f"(seconds since the run started). Phases: {', '.join(spans) or '-'}.")
-    return (f"<h2>Throughput over time</h2>{line_chart(series, 'seconds since start', 'input rows/s')}"
-            f"<p class=note>{html.escape(note)}</p>")
+            "(seconds since the run started), over the run's phases: "
+            + (", ".join(f"{label} {a:.1f}–{b:.1f}s" for a, b, label in spans) or "-") + ".")
+    loads = [f"{s['name']} {s['model_load_seconds'] / s['model_loads']:.1f}s" for s in manifest.get("stages", [])
+             if s.get("model_loads")]
+    if loads:
+        note += f" Model load per actor, within work: {', '.join(loads)}."
+    chart = line_chart(series, "seconds since start", "input rows/s", spans=spans)
+    return f"<h2>Throughput over time</h2>{chart}<p class=note>{html.escape(note)}</p>"
 
 
 def read_output(output: Path, manifest: dict, limit: int = READ_LIMIT):

@@ -129,6 +129,17 @@ def test_lineage_split_guard_dedup_and_accounting(ray_local, corpus, tmp_path):
     multi = [c["text"] for c in copies if c["parent_id"] == by_text[ODD[4]]["row_id"] and c["aug_op"] == "reorder"]
     sentences = re.compile(r"(?<=[.!?])\s+")
     assert multi and multi[0] != ODD[4] and sorted(sentences.split(multi[0])) == sorted(sentences.split(ODD[4]))
+    # The report's augment section: copies per op as counted, every copy's edit rate, copies next to parents.
+    page = (tmp_path / "c" / "report.html").read_text(encoding="utf-8")
+    section = page.split("<h2>Stage 0: augment (column text)</h2>")[1].split("<h2>")[0]
+    for op in ("substitute", "insert", "reorder", "delete"):
+        assert f"<tr><td>{op}</td><td>{stats[f'op_{op}_made']:,}</td>" in section
+    edit_rates = section.split("<h3>Edit rate of the copies</h3>")[1].split("</svg>")[0]
+    assert sum(int(n) for n in re.findall(r'fill="#4c78a8"><title>[^<]*: (\d+)</title>', edit_rates)) == len(copies)
+    examples = section.split("<h3>Before and after</h3>")[1].split("</table>")[0]
+    shown = re.findall(r"<tr><td>(\w+)</td><td>(.*?)</td><td>(.*?)</td></tr>", examples)
+    assert len(shown) == 5 and all("(original not kept)" not in before for _, before, _ in shown)
+    assert any(before != after for _, before, after in shown)
 
 
 def test_keep_original_false_still_accounts_for_every_row(ray_local, corpus, tmp_path):

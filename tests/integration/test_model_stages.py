@@ -75,6 +75,11 @@ def test_three_model_stages_in_one_job(ray_local, tiny_models, tmp_path):
         assert stage["model_loads"] >= 1 and stage["model_load_seconds"] > 0  # once per actor that took a block
     assert summarize["decoding"] == "lean" and generate["decoding"] == "generate"  # causal LMs use generate
     assert generate["rows_in"] == 12 and translate["rows_dead"] == 1
+    page = (tmp_path / "models" / "report.html").read_text(encoding="utf-8")
+    padding = f"{summarize['tokens_in'] / summarize['tokens_in_padded']:.0%}"
+    model_part = page.split("<h2>Stage 0: summarize (column text)</h2>")[1].split("<h2>")[0]
+    assert f"<td>padding efficiency</td><td>{padding}</td>" in model_part and "<td>decoding mode</td><td>lean</td>" in model_part
+    assert f"<td>tokens in</td><td>{summarize['tokens_in']:,}</td>" in model_part and "<td>engine</td>" in model_part
 
     # The actors' greedy output equals the engine's in this process: loading and batching are the same.
     engine = Engine(EngineConfig(model=str(tiny_models.t5), max_new_tokens=6, task="summarization",
