@@ -146,7 +146,9 @@ def _model_load(manifest: dict) -> str:
 
 def run_log_path(job) -> Path:
     """The run's log file: next to the job's other bookkeeping (jobs/incremental.state_dir) for a
-    local output, else in the user's cache folder."""
+    local output, else (or where that folder refuses us) in the temp folder."""
+    import tempfile
+
     from jobs.incremental import state_dir
     from jobs.inputs import resolve_filesystem
     from jobs.terminal import log_path
@@ -154,8 +156,11 @@ def run_log_path(job) -> Path:
     template = getattr(job, "output_template", "") or job.output.path
     fs, _ = resolve_filesystem(job.output.path)
     if type(fs).__name__ == "LocalFileSystem":
-        return log_path(state_dir(template, job.name), job.name)
-    return log_path(str(Path.home() / ".cache" / "raybatch"), job.name)
+        try:
+            return log_path(state_dir(template, job.name), job.name)
+        except OSError:  # a read-only or full disk: the run itself says so, in one line
+            pass
+    return log_path(str(Path(tempfile.gettempdir()) / "raybatch-logs"), job.name)
 
 
 def _run_showing_progress(plan, overwrite: bool, log: Path, mode: str, every: float):

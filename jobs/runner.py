@@ -115,8 +115,10 @@ def _produce(plan: JobPlan, fingerprint: str, incremental: bool, started: float,
         progress.phase("running (models load first)" if any(c.runs_in_actors(p) for c, p in zip(plan.stage_classes, spec.stages))
                        else "running")
         progress.start_work(progress_labels(plan), sum(s.num_rows for s in todo))
-        _execute_segments(plan, todo, progress.board_name)
-        series = progress.finish()
+        try:
+            _execute_segments(plan, todo, progress.board_name)
+        finally:  # a failed run stops reading the board too
+            series = progress.finish()
     phases.end("work")
     progress.phase("verifying and committing")
     crash_point("run.executed")

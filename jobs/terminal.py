@@ -35,7 +35,9 @@ def log_path(state_folder: str, job_name: str, now: float | None = None) -> Path
         with contextlib.suppress(OSError):
             old.unlink()
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now or time.time()))
-    return folder / f"{stamp}-{os.getpid()}.log"
+    path = folder / f"{stamp}-{os.getpid()}.log"
+    path.open("ab").close()  # a folder that refuses us says so here, not in the middle of a run
+    return path
 
 
 @contextlib.contextmanager
