@@ -92,6 +92,11 @@ class Augmenter:
         counts, self.counts = self.counts, Counter()
         return counts
 
+    def copy_ops(self, row_id: str, copy: int) -> tuple[str, list]:
+        """The op label and op specs the stage gives copy number `copy` of row `row_id`."""
+        plan = self._plans[(first_plan(self.seed, row_id, len(self._plans)) + copy) % len(self._plans)]
+        return plan.label, plan.specs
+
     def replay(self, text: str, seed: int, op_specs: list) -> str | None:
         """Redo one copy from its `aug_seed` and op(s): what the stage wrote, byte for byte
         (None when no op found anything to edit)."""

@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 
 from jobs.errors import InputDataError
 
-_COPY_ID = re.compile(r"~aug(?:(\d+)\.)?\d+$")  # <parent>~aug<copy>, or ~aug<stage>.<copy>
+_COPY_ID = re.compile(r"~aug(?:(\d+)\.)?(\d+)$")  # <parent>~aug<copy>, or ~aug<stage>.<copy>
 
 
 @dataclass
@@ -57,16 +57,20 @@ def replay_row(output: str | Path, row_id: str, parent_text: str | None = None) 
     if not copy.get("is_augmented") or copy.get("aug_seed") is None:
         raise InputDataError(f"{output}: row {row_id!r} is not a copy an augment stage made (is_augmented is false)")
     stages = manifest["spec"]["stages"]
-    index = _stage_index(row_id, stages)
+    index, copy_number = _stage_and_copy(row_id, stages)
     params = AugmentParams.model_validate(stages[index])
-    names = str(copy["aug_op"]).split("+")
-    ops = [next(op for op in params.ops if op.op == name) for name in names]
+    _check_column_kept(stages, index, params.column)
+    augmenter = Augmenter(params, seed=manifest["seed"])
     parent_id = str(copy["parent_id"])
+    label, op_specs = augmenter.copy_ops(parent_id, copy_number)  # the op(s) exactly as the stage chose them
+    if label != copy["aug_op"]:
+        raise InputDataError(f"row {row_id!r}: aug_op {copy['aug_op']!r} is not the op this spec gives its copy "
+                             f"{copy_number} ({label!r}); was the output made with this spec?")
     source = "given"
     if parent_text is None:
         parent_text, source = _parent_text(output, manifest, parent_id, index, params.column)
     seed = int(copy["aug_seed"])  # a float from some readers: exact, the seed has 53 bits
-    replayed = Augmenter(params, seed=manifest["seed"]).replay(parent_text, seed, ops)
+    replayed = augmenter.replay(parent_text, seed, op_specs)
     return Replayed(row_id, parent_id, index, copy["aug_op"], seed, parent_text, source, copy[params.column], replayed)
 
 
@@ -77,22 +81,42 @@ def _manifest(output: Path) -> dict:
 
 
 def _find(output: Path, manifest: dict, row_id: str) -> dict | None:
+    """The output row with this id: each file's ids first, the whole row only where it is."""
     for entry in manifest["files"]:
-        table = pq.read_table(output / entry["path"])
-        hits = table.filter(pc.equal(table["row_id"], row_id))
-        if hits.num_rows:
-            return hits.to_pylist()[0]
+        path = output / entry["path"]
+        ids = pq.read_table(path, columns=["row_id"])["row_id"]
+        hits = pc.indices_nonzero(pc.equal(ids, row_id))
+        if len(hits):
+            return pq.read_table(path).slice(hits[0].as_py(), 1).to_pylist()[0]
     return None
 
 
-def _stage_index(row_id: str, stages: list[dict]) -> int:
+def _stage_and_copy(row_id: str, stages: list[dict]) -> tuple[int, int]:
+    """Which augment stage made the copy, and its copy number, from `<parent>~aug[<stage>.]<copy>`."""
     found = _COPY_ID.search(row_id)
-    if found and found.group(1) is not None:
-        return int(found.group(1))
-    augments = [i for i, stage in enumerate(stages) if stage.get("use") == "augment"]
-    if not augments:
-        raise InputDataError(f"row {row_id!r}: the job has no augment stage")
-    return augments[0]
+    if not found:
+        raise InputDataError(f"row {row_id!r}: not an augmented copy's id (<parent>~aug<copy>)")
+    if found.group(1) is not None:
+        index = int(found.group(1))
+    else:
+        augments = [i for i, stage in enumerate(stages) if stage.get("use") == "augment"]
+        if not augments:
+            raise InputDataError(f"row {row_id!r}: the job has no augment stage")
+        index = augments[0]
+    if index >= len(stages) or stages[index].get("use") != "augment":
+        raise InputDataError(f"row {row_id!r}: stage {index} of the job is not an augment stage")
+    return index, int(found.group(2))
+
+
+def _check_column_kept(stages: list[dict], index: int, column: str) -> None:
+    """A later stage that rewrote the augmented column changed the copy after augment made it."""
+    from jobs.stages.registry import stage_class
+
+    for later, params in enumerate(stages[index + 1:], start=index + 1):
+        cls = stage_class(params["use"])
+        if column in cls.output_columns(cls.Params.model_validate(params)):
+            raise InputDataError(f"stage {later} ({params['use']}) rewrote column {column!r} after augment: "
+                                 f"the output no longer holds the copy as augment made it")
 
 
 def _parent_text(output: Path, manifest: dict, parent_id: str, index: int, column: str) -> tuple[str, str]:
@@ -103,7 +127,8 @@ def _parent_text(output: Path, manifest: dict, parent_id: str, index: int, colum
     row = _input_row(manifest, parent_id)
     table = pa.Table.from_pylist([{**row, "row_id": parent_id}])
     table = _through_earlier_stages(table, manifest, index)
-    value = table[column][0].as_py() if column in table.column_names else None
+    table = table.filter(pc.equal(table["row_id"], parent_id))  # an earlier augment adds copies
+    value = table[column][0].as_py() if column in table.column_names and table.num_rows else None
     if value is None:
         raise InputDataError(f"row {parent_id!r}: its column {column!r} is null before the augment stage")
     return value, "input"
@@ -113,18 +138,20 @@ def _input_row(manifest: dict, parent_id: str) -> dict:
     """The parent's input row: by its id column, or by `<file name>:<row index>` (jobs/row_ids.py)."""
     from jobs.inputs import resolve_filesystem
 
+    from jobs.reader import effective_id_column
+
     spec = manifest["spec"]["input"]
     fs, _ = resolve_filesystem(spec["path"])
-    id_column = spec.get("id_column")
     name, _, position = parent_id.rpartition(":")
     for path in manifest.get("input_files", []):
-        if id_column:
-            table = pq.read_table(path, filesystem=fs)
-            hits = table.filter(pc.equal(pc.cast(table[id_column], pa.string()), parent_id))
-            if hits.num_rows:
-                return hits.to_pylist()[0]
+        table = pq.read_table(path, filesystem=fs)
+        id_column = effective_id_column(spec.get("id_column"), table.schema)
+        if id_column:  # ids as the reader makes them: str() of the value
+            for i, value in enumerate(table[id_column].to_pylist()):
+                if value is not None and str(value) == parent_id:
+                    return table.slice(i, 1).to_pylist()[0]
         elif position.isdigit() and (path == name or path.endswith("/" + name)):
-            return pq.read_table(path, filesystem=fs).slice(int(position), 1).to_pylist()[0]
+            return table.slice(int(position), 1).to_pylist()[0]
     raise InputDataError(f"row {parent_id!r}: not found in the job's input files; the parent is not in the "
                          f"output either (keep_original: false); give its text with --parent-text")
 

@@ -7,6 +7,7 @@ Exit codes: 0 success (or already done), 1 the job failed while running, 2 bad s
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -94,6 +95,8 @@ def run(spec: str = typer.Argument(..., metavar="SPEC", help="Job spec (YAML), o
     from jobs.spec import is_train_spec, parse_spec, read_spec_mapping, spec_source
 
     try:
+        if verbose and quiet:
+            raise SpecError("--verbose and --quiet: choose one")
         raw = read_spec_mapping(spec, set_ or [])
         if is_train_spec(raw):
             raise SpecError(f"{spec_source(spec)}: a train spec (it has train:, no stages): run it with "
@@ -104,12 +107,12 @@ def run(spec: str = typer.Argument(..., metavar="SPEC", help="Job spec (YAML), o
             _print_plan(_plan_summary(job, plan), as_json)
             return
         _check_ray_address()
-        if verbose and quiet:
-            raise SpecError("--verbose and --quiet: choose one")
         log = run_log_path(job)
         result = _run_showing_progress(plan, overwrite, log, mode(verbose, quiet), progress_every)
     except RaybatchError as exc:
         _fail(exc)
+    for warning in result.warnings or []:
+        typer.echo(f"warning: {warning}", err=True)
     if result.recovered:
         typer.echo(f"recovered: {result.recovered}", err=True)
     if as_json:  # a skipped run reports the committed output's counts
@@ -117,7 +120,7 @@ def run(spec: str = typer.Argument(..., metavar="SPEC", help="Job spec (YAML), o
         keys = ("rows_in", "rows_out", "rows_dead_letter", "rows_filtered", "seconds", "run_id")
         typer.echo(json.dumps({"name": job.name, "output": result.output_path, "skipped": result.skipped,
                                "recovered": result.recovered, **{k: m.get(k) for k in keys},
-                               "phases": result.phases, "log": str(log)}))
+                               "phases": result.phases, "log": str(log) if log else None}))
         return
     if result.skipped:
         typer.echo(f"skipped: {result.output_path} is already committed (_SUCCESS present); "
@@ -133,7 +136,8 @@ def run(spec: str = typer.Argument(..., metavar="SPEC", help="Job spec (YAML), o
         names = {"prepare": "prepare", "ray_start": "Ray start", "work": "work", "commit": "commit"}
         typer.echo("time: " + ", ".join(f"{names[k]} {v:.1f}s" for k, v in result.phases.items() if k in names)
                    + f" (total {result.seconds:.1f}s)" + _model_load(m))
-    typer.echo(f"log: {log} (Ray's and the libraries' output)")
+    if log:
+        typer.echo(f"log: {log} (Ray's and the libraries' output)")
 
 
 def _model_load(manifest: dict) -> str:
@@ -144,37 +148,51 @@ def _model_load(manifest: dict) -> str:
                    for name, seconds, n in loads)
 
 
-def run_log_path(job) -> Path:
+def run_log_path(job) -> Path | None:
     """The run's log file: next to the job's other bookkeeping (jobs/incremental.state_dir) for a
-    local output, else (or where that folder refuses us) in the temp folder."""
+    local output, else (or where that folder refuses us) in this user's folder under the temp
+    folder; None when neither can be written (the run goes on, its Ray output dropped)."""
     import tempfile
 
     from jobs.incremental import state_dir
     from jobs.inputs import resolve_filesystem
     from jobs.terminal import log_path
 
-    template = getattr(job, "output_template", "") or job.output.path
+    folders = []
     fs, _ = resolve_filesystem(job.output.path)
     if type(fs).__name__ == "LocalFileSystem":
+        folders.append(state_dir(getattr(job, "output_template", "") or job.output.path, job.name))
+    folders.append(str(Path(tempfile.gettempdir()) / f"raybatch-logs-{os.getuid()}"))
+    for folder in folders:
         try:
-            return log_path(state_dir(template, job.name), job.name)
-        except OSError:  # a read-only or full disk: the run itself says so, in one line
-            pass
-    return log_path(str(Path(tempfile.gettempdir()) / "raybatch-logs"), job.name)
+            return log_path(folder, job.name)
+        except OSError:  # a read-only or full disk, another user's folder: the run itself says so
+            continue
+    return None
 
 
-def _run_showing_progress(plan, overwrite: bool, log: Path, mode: str, every: float):
-    """Run with our progress on the terminal and everything Ray prints in `log` (jobs/terminal.py)."""
+def _run_showing_progress(plan, overwrite: bool, log: Path | None, mode: str, every: float):
+    """Run with our progress on the terminal and everything Ray prints in `log` (jobs/terminal.py).
+    A run that fails while running says where Ray's output is."""
+    from jobs.errors import JobFailed
     from jobs.progress import RunProgress
     from jobs.runner import run_job
     from jobs.terminal import captured, make_display
 
-    with captured(log, echo=mode == "verbose") as stream:
-        progress = RunProgress(make_display(mode, stream, every))
-        try:
-            return run_job(plan, overwrite=overwrite, progress=progress)
-        finally:
-            progress.close()
+    try:
+        with captured(log, echo=mode == "verbose") as stream:
+            progress = RunProgress(make_display(mode, stream, every))
+            try:
+                result = run_job(plan, overwrite=overwrite, progress=progress)
+            except BaseException:
+                progress.close(ok=False)
+                raise
+            progress.close(ok=True)
+            return result
+    except JobFailed as exc:
+        if log is None:
+            raise
+        raise type(exc)(f"{exc}; Ray's output: {log}") from None
 
 
 def _check_ray_address() -> None:

@@ -25,18 +25,20 @@ def train_command(spec: str = typer.Argument(..., metavar="SPEC", help="Train sp
     from jobs.train.spec import load_train_spec
 
     try:
-        loaded = load_train_spec(spec, set_ or [], date)
-        _check_ray_address()
         if verbose and quiet:
             raise SpecError("--verbose and --quiet: choose one")
+        loaded = load_train_spec(spec, set_ or [], date)
+        _check_ray_address()
         log = run_log_path(loaded)
         with captured(log, echo=verbose) as stream:
             progress = RunProgress(make_display(mode(verbose, quiet), stream, 30.0))
             progress.phase(f"training {loaded.name} with Ray Train (its output: {log})")
             try:
                 result = train(loaded, overwrite=overwrite)
-            finally:
-                progress.close()
+            except BaseException:
+                progress.close(ok=False)
+                raise
+            progress.close(ok=True)
     except RaybatchError as exc:
         _fail(exc)
     if result.skipped:
@@ -55,4 +57,5 @@ def train_command(spec: str = typer.Argument(..., metavar="SPEC", help="Train sp
         return
     typer.echo(line)
     typer.echo(f"model: {result.output_path}/model")
-    typer.echo(f"log: {log} (Ray Train's and the libraries' output)")
+    if log:
+        typer.echo(f"log: {log} (Ray Train's and the libraries' output)")

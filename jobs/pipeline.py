@@ -106,6 +106,8 @@ def _make_sink(loc: commit.OutputLocation, input_columns: list[str], compression
         def write(self, blocks, ctx):
             markers = []
             for block in blocks:
+                block = block.replace_schema_metadata(  # progress's own stamp stays out of the files
+                    {k: v for k, v in (block.schema.metadata or {}).items() if k != SHARD_ROWS_KEY})
                 if segment.final:
                     markers.extend(m.model_dump() for m in commit.write_block(loc, block, input_columns, compression,
                                                                               scrub))

@@ -57,24 +57,22 @@ class StageProgress:
     label: str
     total: int  # input rows this run works on
     done: int = 0  # input rows whose block went through the stage
-    rows_out: int = 0
     rows_dead: int = 0
     rows_filtered: int = 0
-    first: float | None = None
-    last: float | None = None
-    points: list[tuple[float, int]] = field(default_factory=list)  # (time, done) after each block
+    last: float | None = None  # when the latest block came through
+    blocks: list[tuple[float, int]] = field(default_factory=list)  # (time, input rows) per block
 
     def add(self, event: dict) -> None:
         self.done += int(event["shard_rows"])
-        self.rows_out += int(event["rows_out"])
         self.rows_dead += int(event["rows_dead"])
         self.rows_filtered += int(event["rows_filtered"])
-        self.first = event["t"] if self.first is None else min(self.first, event["t"])
         self.last = event["t"] if self.last is None else max(self.last, event["t"])
-        self.points.append((event["t"], self.done))
+        self.blocks.append((event["t"], int(event["shard_rows"])))
 
     def rate(self, since: float, now: float) -> float:
-        """Input rows per second since the work began."""
+        """Input rows per second since the work began (until the last block, once all are in)."""
+        if self.done >= self.total and self.last is not None:
+            now = self.last
         return self.done / max(now - since, 1e-6) if self.done else 0.0
 
     def eta(self, since: float, now: float) -> float | None:
@@ -84,7 +82,7 @@ class StageProgress:
 
 class RunProgress:
     """The driver's side: phases as the runner goes through them, and the board's events per stage.
-    `display` gets `phase(label)` and `update(progress)` calls (jobs/terminal.py)."""
+    `display` (jobs/terminal.py) gets `phase(self)`, `update(self)` and `close(self, ok)` calls."""
 
     def __init__(self, display=None):
         self.display = display
@@ -96,6 +94,7 @@ class RunProgress:
         self._board = None
         self._seen = 0
         self._stop = threading.Event()
+        self._reading = threading.Lock()  # the poller and finish() read the board one at a time
         self._thread: threading.Thread | None = None
 
     def phase(self, label: str) -> None:
@@ -125,6 +124,10 @@ class RunProgress:
             self.read_board()
 
     def read_board(self, timeout: float = 5.0) -> None:
+        with self._reading:
+            self._read(timeout)
+
+    def _read(self, timeout: float) -> None:
         if self._board is None:
             return
         try:
@@ -147,8 +150,8 @@ class RunProgress:
         seconds since the run started, and input rows done by then."""
         self._stop.set()
         if self._thread is not None:
-            self._thread.join(timeout=5)
-            self.read_board()
+            self._thread.join(timeout=2)
+            self.read_board(timeout=2)
             try:
                 import ray
 
@@ -158,7 +161,10 @@ class RunProgress:
             self._board = None
         series = []
         for stage in self.stages.values():
-            points = sorted(stage.points)
+            done, points = 0, []
+            for t, rows in sorted(stage.blocks):  # in time order: workers report out of order
+                done += rows
+                points.append((t, done))
             step = max(1, -(-len(points) // MAX_POINTS))
             kept = points[step - 1::step] if points else []
             if points and kept[-1] != points[-1]:
@@ -167,7 +173,7 @@ class RunProgress:
                            "points": [[round(t - self.started, 3), done] for t, done in kept]})
         return series
 
-    def close(self) -> None:
+    def close(self, ok: bool = True) -> None:
         self._stop.set()
         if self.display is not None:
-            self.display.close(self)
+            self.display.close(self, ok)

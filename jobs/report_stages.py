@@ -82,11 +82,17 @@ def read_output(output: Path, manifest: dict, limit: int = READ_LIMIT):
     return pa.concat_tables(tables, promote_options="permissive") if tables else None
 
 
-def _scrubbed(rows, specs: list[dict]):
-    """A few rows as the dead letter would show them: a redact stage's scrubber masks every text
-    column, so no personal data reaches the page (the raw input column keeps it in data/)."""
+def _masked(rows: list[list], specs: list[dict]) -> tuple[list[list[str]], bool]:
+    """A few rows for the page, each value as short text, masked as the dead letter is when the job
+    has a redact stage (its scrubber finds personal data in every column: ids, lists, chats too).
+    Returns the rows and whether a scrubber ran."""
+    import pyarrow as pa
+
     from jobs.stages.registry import stage_class
 
+    width = max((len(r) for r in rows), default=0)
+    table = pa.table({f"c{i}": pa.array([_text(r[i]) for r in rows], pa.string()) for i in range(width)})
+    scrubbed = False
     for params in specs:
         try:
             cls = stage_class(params["use"])
@@ -94,8 +100,9 @@ def _scrubbed(rows, specs: list[dict]):
         except Exception:
             scrub = None
         if scrub is not None:
-            rows = scrub(rows)
-    return rows
+            table, scrubbed = scrub(table), True
+    columns = [table[f"c{i}"].to_pylist() for i in range(width)]
+    return [[_short(column[n], 120) for column in columns] for n in range(len(rows))], scrubbed
 
 
 def stage_sections(output: Path, manifest: dict) -> list[str]:
@@ -106,21 +113,29 @@ def stage_sections(output: Path, manifest: dict) -> list[str]:
     for stats in manifest.get("stages", []):
         params = specs[stats["index"]] if stats["index"] < len(specs) else {}
         parts = [_model_part(stats), _augment_part(stats, params, rows, specs), _counts_part(stats),
-                 _columns_part(stats, params, rows)]
+                 _columns_part(stats, params, rows, specs)]
         title = f"Stage {stats['index']}: {stats['name']}"
         if params.get("column"):
             title += f" (column {params['column']})"
         sections.append(f"<h2>{html.escape(title)}</h2>" + "".join(p for p in parts if p))
     if rows is not None and rows.num_rows:
         columns = [c for c in rows.column_names if c not in LINEAGE or c == "aug_op"]
-        sample = _scrubbed(rows.slice(0, SAMPLE_ROWS).select(columns), specs).to_pylist()
-        sections.append("<h2>Sample rows of the output</h2>" + table(columns, [[_short(r[c]) for c in columns]
-                                                                              for r in sample], text=True))
+        sample = rows.slice(0, SAMPLE_ROWS).select(columns).to_pylist()
+        shown, masked = _masked([[r[c] for c in columns] for r in sample], specs)
+        note = ("Personal data masked as in the dead letter (the job has a redact stage)." if masked else
+                "As the output holds them: the job has no redact stage.")
+        sections.append("<h2>Sample rows of the output</h2>" + table(columns, shown, text=True)
+                        + f"<p class=note>{note}</p>")
     return sections
 
 
+def _text(value) -> str:
+    return "" if value is None else f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
 def _short(value, width: int = 80) -> str:
-    text = "" if value is None else f"{value:.4g}" if isinstance(value, float) else str(value)
+    """Cut after masking, so a value is never cut where the scrubber would no longer know it."""
+    text = _text(value)
     return text if len(text) <= width else text[:width - 1] + "…"
 
 
@@ -140,6 +155,7 @@ def _model_part(stats: dict) -> str | None:
 
 
 def _augment_part(stats: dict, params: dict, rows, specs: list[dict]) -> str | None:
+    """Copies per op, the copies' edit rates, and copies next to their parents."""
     ops = sorted({key[3:-len(outcome) - 1] for key in stats for outcome in OP_OUTCOMES
                   if key.startswith("op_") and key.endswith("_" + outcome)})
     if params.get("use") != "augment" and not ops:
@@ -163,19 +179,13 @@ def _augment_part(stats: dict, params: dict, rows, specs: list[dict]) -> str | N
 
 def _examples(rows, copies, column: str | None, specs: list[dict]) -> str | None:
     """A handful of copies next to their parents (when the output keeps the originals)."""
-    import pyarrow as pa
-
     if not column or column not in rows.column_names or not copies.num_rows:
         return None
     parents = dict(zip(rows["row_id"].to_pylist(), rows[column].to_pylist())) if "row_id" in rows.column_names else {}
     chosen = copies.slice(0, SAMPLE_ROWS).to_pylist()
-    pairs = _scrubbed(pa.table({"op": [c.get("aug_op") or "-" for c in chosen],
-                                "before": [parents.get(c.get("parent_id"), "(original not kept)") for c in chosen],
-                                "after": [c[column] for c in chosen]},
-                               schema=pa.schema([("op", pa.string()), ("before", pa.string()), ("after", pa.string())])),
-                      specs)
-    return "<h3>Before and after</h3>" + table(["op", "before", "after"], [
-        [r["op"], _short(r["before"], 120), _short(r["after"], 120)] for r in pairs.to_pylist()], text=True)
+    shown, _ = _masked([[c.get("aug_op") or "-", parents.get(c.get("parent_id"), "(original not kept)"), c[column]]
+                        for c in chosen], specs)
+    return "<h3>Before and after</h3>" + table(["op", "before", "after"], shown, text=True)
 
 
 def _counts_part(stats: dict) -> str | None:
@@ -190,7 +200,7 @@ def _counts_part(stats: dict) -> str | None:
                                for k, v in sorted(counts)])
 
 
-def _columns_part(stats: dict, params: dict, rows) -> str | None:
+def _columns_part(stats: dict, params: dict, rows, specs: list[dict]) -> str | None:
     """Lengths of each text column the stage wrote (values, for short codes)."""
     if rows is None or not params.get("use"):
         return None
@@ -214,10 +224,10 @@ def _columns_part(stats: dict, params: dict, rows) -> str | None:
             continue
         lengths = pc.utf8_length(values).to_numpy(zero_copy_only=False)
         if lengths.max() <= 8:  # codes (a language, a label): how often each value appears
-            counted = pc.value_counts(values).to_pylist()
-            counted.sort(key=lambda c: -c["counts"])
+            counted = sorted(pc.value_counts(values).to_pylist(), key=lambda c: -c["counts"])[:20]
+            labels, _ = _masked([[c["values"]] for c in counted], specs)
             parts.append(f"<h3>Values of {html.escape(name)}</h3>" + bar_chart(
-                [c["values"] for c in counted[:20]], [c["counts"] for c in counted[:20]], name, "rows"))
+                [label for label, in labels], [c["counts"] for c in counted], name, "rows"))
         else:
             p50, p90 = (int(np.percentile(lengths, q)) for q in (50, 90))
             parts.append(f"<h3>Length of {html.escape(name)}</h3>"

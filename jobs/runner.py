@@ -32,6 +32,7 @@ class RunResult:
     seconds: float = 0.0
     recovered: str | None = None
     phases: dict[str, float] | None = None  # where the time went: prepare, ray_start, work, commit
+    warnings: list[str] | None = None  # what the user should read (a reader's file not written)
 
 
 class _Phases:
@@ -85,7 +86,7 @@ def _run_locked(plan: JobPlan, overwrite: bool, progress: RunProgress) -> RunRes
             loc.check_unchanged()
         phases = _Phases(started)
         manifest = _produce(plan, fingerprint, incremental is not None, started, phases, progress)
-        _write_readers_files(loc, manifest)
+        warnings = _write_readers_files(loc, manifest)
         if incremental is not None:
             incremental.mark_pending(_taken(plan, manifest), loc.path, manifest.run_id)
         commit.publish(loc, manifest)
@@ -94,7 +95,7 @@ def _run_locked(plan: JobPlan, overwrite: bool, progress: RunProgress) -> RunRes
             incremental.mark_committed(manifest.run_id)
         phases.end("commit")
     return RunResult(loc.path, skipped=False, manifest=manifest.model_dump(), seconds=time.time() - started,
-                     recovered=recovered, phases=phases.seconds)
+                     recovered=recovered, phases=phases.seconds, warnings=warnings)
 
 
 def _produce(plan: JobPlan, fingerprint: str, incremental: bool, started: float, phases: _Phases,
@@ -157,31 +158,32 @@ def _execute_segments(plan: JobPlan, todo: list, board: str | None) -> None:
     execute(plan, todo, segments[-1], board)
 
 
-def _write_readers_files(loc, manifest: Manifest) -> None:
+def _write_readers_files(loc, manifest: Manifest) -> list[str]:
     """report.html and the dataset card (README.md) go into staging with the data they describe, so
-    nothing ever writes into a committed output. A page that cannot be drawn is said, and the data
-    published: these files describe the data and must never cost it."""
-    import sys
+    nothing ever writes into a committed output. A page that cannot be drawn is said (returned as a
+    warning), and the data published: these files describe the data and must never cost it."""
     from pathlib import Path
 
     from jobs.dataset_card import CARD_FILE, write_card
     from jobs.report import REPORT_FILE, load_report
     from jobs.report_html import write_html
 
+    warnings: list[str] = []
     if not loc.is_local():
-        return
+        return warnings
     try:
         data = load_report(loc.staging, manifest=manifest.model_dump())
         data.output = Path(loc.path)  # what the page names: where the output will be
         write_html(data, Path(loc.staging) / REPORT_FILE)
         manifest.report = REPORT_FILE
     except Exception as exc:
-        print(f"warning: {REPORT_FILE} was not written: {type(exc).__name__}: {exc}", file=sys.stderr)
+        warnings.append(f"{REPORT_FILE} was not written: {type(exc).__name__}: {exc}")
     try:
         write_card(loc.staging, manifest.model_dump(), loc.path)
         manifest.dataset_card = CARD_FILE
     except Exception as exc:
-        print(f"warning: {CARD_FILE} was not written: {type(exc).__name__}: {exc}", file=sys.stderr)
+        warnings.append(f"{CARD_FILE} was not written: {type(exc).__name__}: {exc}")
+    return warnings
 
 
 def _taken(plan: JobPlan, manifest: Manifest) -> list:

@@ -27,63 +27,77 @@ LOGS_KEPT = 30  # per job: a nightly job's month of logs
 
 
 def log_path(state_folder: str, job_name: str, now: float | None = None) -> Path:
-    """This run's log file, in the folder the job's other bookkeeping lives in; older logs of the
-    job beyond LOGS_KEPT are removed (only ours: `*.log` in the job's own logs folder)."""
+    """This run's log file (created, only this user can read it), in the folder the job's other
+    bookkeeping lives in. Older logs of the job beyond LOGS_KEPT go, but never one a live process
+    is writing (a run that holds the lock while a retry starts): only ours, `*.log` in the job's
+    own logs folder."""
     folder = Path(state_folder) / f".raybatch-{job_name}.logs"
-    folder.mkdir(parents=True, exist_ok=True)
-    for old in sorted(folder.glob("*.log"))[:-LOGS_KEPT + 1] if LOGS_KEPT > 1 else []:
-        with contextlib.suppress(OSError):
-            old.unlink()
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now or time.time()))
     path = folder / f"{stamp}-{os.getpid()}.log"
-    path.open("ab").close()  # a folder that refuses us says so here, not in the middle of a run
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600))
+    done = [old for old in sorted(folder.glob("*.log")) if old != path and not _writer_alive(old)]
+    for old in done[:max(len(done) - LOGS_KEPT + 1, 0)]:
+        with contextlib.suppress(OSError):
+            old.unlink()
     return path
 
 
+def _writer_alive(log: Path) -> bool:
+    """Whether the process a log is named after (`<stamp>-<pid>.log`) still runs."""
+    import psutil
+
+    pid = log.stem.rpartition("-")[2]
+    return pid.isdigit() and psutil.pid_exists(int(pid))
+
+
 @contextlib.contextmanager
-def captured(path: Path, echo: bool):
-    """Send file descriptors 1 and 2 (this process's and every process it starts) to `path`; with
-    `echo`, to the terminal as well. Yields a stream on the original stderr for our own output.
-    Everything is put back on exit, so errors and the summary print where they always do."""
+def captured(path: Path | None, echo: bool):
+    """Send file descriptors 1 and 2 (this process's, and those of every process it starts) to
+    `path` (None: nowhere); with `echo`, to the terminal as well. Yields a stream on the original
+    stderr for our own output. Descriptors 1 and 2 are put back on exit, whatever happens, so
+    errors and the summary print where they always do."""
     sys.stdout.flush()
     sys.stderr.flush()
-    saved_out, saved_err = os.dup(1), os.dup(2)
-    log = open(path, "ab", buffering=0)
-    ours = os.fdopen(os.dup(saved_err), "w", buffering=1, encoding="utf-8", errors="replace")
-    if echo:
-        read_end, write_end = os.pipe()
-        threading.Thread(target=_tee, args=(read_end, log, saved_err), name="raybatch-tee", daemon=True).start()
-        os.dup2(write_end, 1)
-        os.dup2(write_end, 2)
-        os.close(write_end)
-    else:
-        os.dup2(log.fileno(), 1)
-        os.dup2(log.fileno(), 2)
-    try:
+    with contextlib.ExitStack() as undo:
+        saved_out, saved_err = os.dup(1), os.dup(2)
+        undo.callback(os.close, saved_err)
+        undo.callback(os.close, saved_out)
+        log_fd = os.open(path if path is not None else os.devnull, os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW)
+        ours = os.fdopen(os.dup(saved_err), "w", buffering=1, encoding="utf-8", errors="replace")
+        undo.callback(ours.close)
+        if echo:  # the tee thread keeps log_fd and a copy of stderr: Ray's processes hold the pipe open
+            read_end, write_end = os.pipe()
+            threading.Thread(target=_tee, args=(read_end, log_fd, os.dup(saved_err)), name="raybatch-tee",
+                             daemon=True).start()
+            target = write_end
+            undo.callback(os.close, write_end)
+        else:
+            target = log_fd
+            undo.callback(os.close, log_fd)
+        undo.callback(os.dup2, saved_err, 2)  # callbacks run last first: restored before anything closes
+        undo.callback(os.dup2, saved_out, 1)
+        undo.callback(_flush_quietly)
+        os.dup2(target, 1)
+        os.dup2(target, 2)
         yield ours
-    finally:
+
+
+def _flush_quietly() -> None:
+    for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):
-            sys.stdout.flush()
-            sys.stderr.flush()
-        os.dup2(saved_out, 1)
-        os.dup2(saved_err, 2)
-        os.close(saved_out)
-        if not echo:
-            os.close(saved_err)
-            log.close()
-        ours.flush()
+            stream.flush()
 
 
-def _tee(read_end: int, log, terminal_fd: int) -> None:
-    """Copy what Ray prints to the log and the terminal (a daemon thread: Ray's processes keep the
-    pipe open for as long as they live)."""
-    while True:
-        chunk = os.read(read_end, 65536)
-        if not chunk:
-            return
-        with contextlib.suppress(OSError):
-            log.write(chunk)
-            os.write(terminal_fd, chunk)
+def _tee(read_end: int, log_fd: int, terminal_fd: int) -> None:
+    """Copy what Ray prints to the log and to the terminal, each on its own (a full disk must not
+    silence the terminal), until every writer is gone."""
+    while chunk := os.read(read_end, 65536):
+        for fd in (log_fd, terminal_fd):
+            with contextlib.suppress(OSError):
+                view = memoryview(chunk)
+                while view:
+                    view = view[os.write(fd, view):]
 
 
 def _clock(seconds: float | None) -> str:
@@ -134,7 +148,7 @@ class LineDisplay:
         for label in progress.stages:
             self._write(f"{stamp} {stage_line(progress, label, now)}")
 
-    def close(self, progress: RunProgress) -> None:
+    def close(self, progress: RunProgress, ok: bool) -> None:
         if self.phases and any(s.done for s in progress.stages.values()):
             self.update(progress, force=True)
 
@@ -146,12 +160,14 @@ class LiveDisplay:
         from rich.console import Console
         from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-        self.console = Console(file=stream, force_terminal=True)
+        try:  # the terminal's own width: rich would ask stdin, which may be a spec piped in
+            width = os.get_terminal_size(stream.fileno()).columns
+        except OSError:
+            width = None
+        self.console = Console(file=stream, force_terminal=True, width=width)
         self.bars = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(bar_width=30),
                              TextColumn("{task.fields[detail]}"), TimeElapsedColumn(), console=self.console,
-                             transient=False,
-                             redirect_stdout=False, redirect_stderr=False,
-                             refresh_per_second=4)
+                             transient=False, redirect_stdout=False, redirect_stderr=False, refresh_per_second=4)
         self.status = self.bars.add_task("", total=None, detail="")
         self.tasks: dict[str, int] = {}
         self.bars.start()
@@ -173,10 +189,11 @@ class LiveDisplay:
             self.bars.update(self.tasks[label], description=label.ljust(width), completed=stage.done,
                              total=stage.total or None, detail=detail)
 
-    def close(self, progress: RunProgress) -> None:
+    def close(self, progress: RunProgress, ok: bool) -> None:
         self.update(progress)
-        self.bars.update(self.status, description=f"done in {_clock(time.time() - progress.started)}",
-                         total=1, completed=1)
+        took = _clock(time.time() - progress.started)
+        self.bars.update(self.status, description=f"done in {took}" if ok else f"stopped after {took}",
+                         total=1, completed=1 if ok else 0)
         self.bars.stop()
 
 

@@ -35,15 +35,16 @@ def _build_runner(params_json: str, context: StageContext, keys: bool) -> StageR
                           f"{one_line(exc)}; nothing was published") from None
 
 
-def _run_stage(runner: StageRunner, batch: pa.Table, index: int) -> pa.Table:
-    """Run a stage and append its stats to the block's schema metadata, where the sink finds them."""
+def _run_stage(runner: StageRunner, batch: pa.Table, context: StageContext) -> pa.Table:
+    """Run a stage and append its stats to the block's schema metadata, where the sink finds them;
+    tell this run's progress board (the stage built for an earlier run may be reused)."""
+    index = context.stage_index
     out, stats = runner(batch)
     metadata = dict(batch.schema.metadata or {})
     history = json.loads(metadata.get(commit.STATS_METADATA_KEY, b"[]"))
     if not runner.keys:  # the keys half's rows are counted again by the stage's own pass
         history.append({"index": index, "name": runner.stage.name, **stats})
     metadata[commit.STATS_METADATA_KEY] = json.dumps(history).encode()
-    context = runner.stage.context
     report_block(context.progress_board, context.progress_label, int(metadata.get(SHARD_ROWS_KEY, b"0")), stats)
     return out.replace_schema_metadata(metadata)
 
@@ -55,10 +56,10 @@ class StageTask:
         self.params_json, self.context, self.keys = params_json, context, keys
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        key = f"{self.context.stage_index}:{self.keys}:{self.params_json}:{self.context.seed}:{self.context.decisions_dir}:{self.context.progress_board}"
+        key = f"{self.context.stage_index}:{self.keys}:{self.params_json}:{self.context.seed}:{self.context.decisions_dir}"
         if key not in _STAGE_CACHE:
             _STAGE_CACHE[key] = _build_runner(self.params_json, self.context, self.keys)
-        return _run_stage(_STAGE_CACHE[key], batch, self.context.stage_index)
+        return _run_stage(_STAGE_CACHE[key], batch, self.context)
 
 
 class StageActor:
@@ -72,7 +73,7 @@ class StageActor:
         import ray
 
         context = dataclasses.replace(context, actor_id=ray.get_runtime_context().get_actor_id())
-        self.index = context.stage_index
+        self.context = context
         self.runner: StageRunner | None = None
         self.error: RaybatchError | None = None
         if threads:
@@ -87,4 +88,4 @@ class StageActor:
     def __call__(self, batch: pa.Table) -> pa.Table:
         if self.error is not None:
             raise self.error
-        return _run_stage(self.runner, batch, self.index)
+        return _run_stage(self.runner, batch, self.context)

@@ -149,8 +149,9 @@ def stage_working_dir(root: Path, spec: Path, dest: Path) -> WorkingDir:
 
 
 def build_entrypoint(spec_rel: str, date: str, overrides: list[str], command: str = "run") -> str:
-    """`python -m jobs run|train SPEC --date …` as the cluster's driver runs it."""
-    parts = ["python", "-m", "jobs", command, spec_rel, "--date", date]
+    """`python -m jobs run|train SPEC --date … --verbose` as the cluster's driver runs it: verbose,
+    so Ray's own output stays in the job's logs (`raybatch logs`), where a cluster user reads it."""
+    parts = ["python", "-m", "jobs", command, spec_rel, "--date", date, "--verbose"]
     for item in overrides:
         parts += ["--set", item]
     return " ".join(shlex.quote(p) for p in parts)

@@ -177,8 +177,8 @@ def test_lock_held_exits_3_stop_stops_and_failures_exit_1(cluster):
     assert first.returncode == 0, first.stderr
     job_id = first.stdout.strip()
     cluster.wait_for(job_id, {"RUNNING"})
-    deadline = time.monotonic() + 60  # the driver holds the job's lock once its dataset runs
-    while "Running Dataset" not in cluster.raybatch("logs", job_id).stdout and time.monotonic() < deadline:
+    deadline = time.monotonic() + 60  # the driver holds the job's lock once it runs (its phase line says so)
+    while not re.search(r"\] running$", cluster.raybatch("logs", job_id).stdout, re.M) and time.monotonic() < deadline:
         time.sleep(1)
     second = cluster.raybatch("submit", spec, "--date", "2026-02-01", "--wait")
     assert second.returncode == 3, second.stdout[-2000:] + second.stderr

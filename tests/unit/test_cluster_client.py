@@ -159,7 +159,7 @@ def test_entrypoint_is_the_local_run_command_quoted_for_the_shell():
     entrypoint = submit.build_entrypoint("jobs/specs/a b.yaml", "2026-01-31",
                                          ["output.path=/tmp/o/{name}/{date}", "stages.0.column=it's"])
     assert shlex.split(entrypoint) == ["python", "-m", "jobs", "run", "jobs/specs/a b.yaml", "--date", "2026-01-31",
-                                       "--set", "output.path=/tmp/o/{name}/{date}", "--set", "stages.0.column=it's"]
+                                       "--verbose", "--set", "output.path=/tmp/o/{name}/{date}", "--set", "stages.0.column=it's"]
 
 
 def test_server_errors_shrink_to_the_exception_line():
