@@ -122,6 +122,17 @@ def read_spec_mapping(path: str | Path, overrides: list[str] | None = None) -> d
     return SpecMapping(raw, text=text + "".join(f"\n# --set {item}" for item in overrides or []))
 
 
+def _without_secrets(text: str) -> str:
+    """The spec's text for the manifest and the report: URI credentials and anything that reads as
+    an API key or token (in a comment, say) masked."""
+    if not text:
+        return text
+    from jobs.hygiene import pii
+
+    text = redact_uri(text)
+    return pii.redact(text, pii.Detector(["secret"]).find(text), "mask")
+
+
 class SpecMapping(dict):
     """A spec's mapping that remembers the text it was read from, for the report."""
 
@@ -152,7 +163,7 @@ def parse_spec(raw: dict, source: str = "<spec>", date: str | None = None) -> Jo
             raise SpecError(f"{source}: stages: must be a list of stages") from None
         raise SpecError(first_error(exc, source, model=JobSpec)) from None
     spec.output_template = spec.output.path
-    spec.text = redact_uri(text)
+    spec.text = _without_secrets(text)
     for field in (spec.input, spec.output):
         field.path = fill_placeholders(field.path, spec.name, date)
     return spec

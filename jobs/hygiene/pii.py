@@ -74,6 +74,7 @@ _SECRETS: tuple[tuple[tuple[str, ...], re.Pattern[str], int], ...] = (
     (("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_"),
      re.compile(r"(?<![A-Za-z0-9_])(?:gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{22,})"), 0),
     (("xox",), re.compile(r"(?<![A-Za-z0-9])xox[abprs]-[A-Za-z0-9-]{10,}"), 0),
+    (("hf_",), re.compile(r"(?<![A-Za-z0-9_])hf_[A-Za-z0-9]{30,}(?![A-Za-z0-9])"), 0),  # Hugging Face
     (("sk-",), re.compile(rf"(?<!{_TOKEN})sk-{_TOKEN}{{20,}}"), 0),
     (("AIza",), re.compile(rf"(?<!{_TOKEN})AIza{_TOKEN}{{35}}(?!{_TOKEN})"), 0),
     (("k_live_",), re.compile(r"(?<![A-Za-z0-9])[rs]k_live_[0-9A-Za-z]{16,}"), 0),

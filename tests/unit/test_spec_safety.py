@@ -111,3 +111,13 @@ def test_the_date_counts_in_the_fingerprint_only_through_the_paths_it_fills(tmp_
         plan_job(parse_spec(plain, date="2026-12-02")).fingerprint()
     assert plan_job(parse_spec(dated, date="2026-12-01")).fingerprint() != \
         plan_job(parse_spec(dated, date="2026-12-02")).fingerprint()
+
+
+def test_the_spec_text_kept_for_the_report_masks_credentials_and_tokens(tmp_path):
+    token = "hf_" + "aB3" * 12
+    text = (f"# pulled with {token}\nname: j\ninput: {{path: 's3://AKIAIOSFODNN7EXAMPLE:s3cr3tValue@bucket/in'}}\n"
+            f"output: {{path: /data/out}}\nstages: [{{use: clean, column: text}}]\n")
+    (tmp_path / "job.yaml").write_text(text, encoding="utf-8")
+    spec = load_spec(tmp_path / "job.yaml", ["stages.0.min_chars=2"])
+    assert token not in spec.text and "s3cr3tValue" not in spec.text and "AKIAIOSFODNN7EXAMPLE" not in spec.text
+    assert spec.text.startswith("# pulled with <SECRET>\nname: j\n") and spec.text.endswith("# --set stages.0.min_chars=2")
