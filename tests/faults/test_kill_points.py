@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import random
 import signal
 import subprocess
@@ -44,8 +45,10 @@ def run_id(out):
 
 
 def only_ours_beside(out):
-    """Next to the output only its lock remains: no staging, old copy or publish record leaks."""
-    return sorted(p for p in os.listdir(out.parent) if p not in ("job.yaml",)) == sorted([out.name, f".{out.name}.lock"])
+    """Next to the output only its lock and the runs' logs remain: no staging, old copy or publish
+    record leaks."""
+    beside = [p for p in os.listdir(out.parent) if p != "job.yaml" and not re.fullmatch(r"\.raybatch-.+\.logs", p)]
+    return sorted(beside) == sorted([out.name, f".{out.name}.lock"])
 
 
 @pytest.mark.parametrize("point", ["run.locked", "run.executed", "publish.recorded", "publish.sealed",
