@@ -2,7 +2,7 @@
 the driver reads the board twice a second to draw our own progress (jobs/terminal.py) and, at the
 end, to keep rows over time per stage for the report.
 
-Progress never costs the job: a board that cannot be reached is skipped, never an error.
+Progress never fails the job: a board that cannot be reached is skipped, never an error.
 """
 
 from __future__ import annotations
