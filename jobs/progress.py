@@ -1,6 +1,6 @@
-"""Progress of a run as it happens: each worker tells a small board actor what a block did, and
-the driver reads the board twice a second to draw our own progress (jobs/terminal.py) and, at the
-end, to keep rows over time per stage for the report.
+"""Progress of a run as it happens: each worker tells a small board actor what a block did (both
+are Ray's, in jobs/workers.py), and the driver reads the board twice a second to draw our own
+progress (jobs/terminal.py) and, at the end, to keep rows over time per stage for the report.
 
 Progress never fails the job: a board that cannot be reached is skipped, never an error.
 """
@@ -9,45 +9,13 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 # Schema metadata on each block: the input rows of the shard(s) it came from, so a stage after
 # augmentation or filtering still counts progress in the job's input rows.
 SHARD_ROWS_KEY = b"raybatch.shard_rows"
 MAX_POINTS = 240  # per stage in the manifest: enough for a chart, small for a 10,000-block job
-
-
-class _Board:
-    """The Ray actor (no CPU of its own) that collects one event per block and stage."""
-
-    def __init__(self):
-        self.events: list[dict] = []
-
-    def add(self, event: dict) -> None:
-        self.events.append(event)
-
-    def since(self, start: int) -> list[dict]:
-        return self.events[start:]
-
-
-_BOARDS: dict[str, object] = {}
-
-
-def report_block(board_name: str | None, label: str, shard_rows: int, stats: dict) -> None:
-    """From a worker: one block through one stage (a fire-and-forget call)."""
-    if not board_name:
-        return
-    try:
-        import ray
-
-        if board_name not in _BOARDS:
-            _BOARDS[board_name] = ray.get_actor(board_name)
-        _BOARDS[board_name].add.remote({"t": time.time(), "label": label, "shard_rows": shard_rows,
-                                        **{k: stats.get(k, 0) for k in ("rows_in", "rows_out", "rows_dead",
-                                                                        "rows_filtered")}})
-    except Exception:  # progress is a view; the rows do not depend on it
-        _BOARDS.pop(board_name, None)
 
 
 @dataclass
@@ -91,7 +59,8 @@ class RunProgress:
         self.phase_label = "preparing"
         self.stages: dict[str, StageProgress] = {}
         self.board_name: str | None = None
-        self._board = None
+        self._read_since: Callable[[int, float], list[dict]] | None = None  # the board's events from an index
+        self._close_board: Callable[[], None] | None = None
         self._seen = 0
         self._stop = threading.Event()
         self._reading = threading.Lock()  # the poller and finish() read the board one at a time
@@ -102,20 +71,14 @@ class RunProgress:
         if self.display is not None:
             self.display.phase(self)
 
-    def start_work(self, labels: list[str], total_rows: int) -> None:
-        """Ray is up: make the board and start reading it. `labels` in the order rows go through."""
-        import ray
-
+    def start_work(self, labels: list[str], total_rows: int, board) -> None:
+        """Ray is up: start reading `board` (jobs.workers.progress_board: its name, a reader and a
+        closer; None when it could not be made). `labels` in the order rows go through."""
         self.work_started = self.work_started or time.time()
         for label in labels:
             self.stages.setdefault(label, StageProgress(label, total_rows))
-        if self._board is None:
-            try:
-                self.board_name = f"raybatch-progress-{uuid.uuid4().hex[:12]}"
-                self._board = ray.remote(num_cpus=0)(_Board).options(name=self.board_name).remote()
-            except Exception:
-                self.board_name, self._board = None, None
-                return
+        if board is not None and self._read_since is None:
+            self.board_name, self._read_since, self._close_board = board
             self._thread = threading.Thread(target=self._poll, name="raybatch-progress", daemon=True)
             self._thread.start()
 
@@ -128,12 +91,10 @@ class RunProgress:
             self._read(timeout)
 
     def _read(self, timeout: float) -> None:
-        if self._board is None:
+        if self._read_since is None:
             return
         try:
-            import ray
-
-            events = ray.get(self._board.since.remote(self._seen), timeout=timeout)
+            events = self._read_since(self._seen, timeout)
         except Exception:
             return
         self._seen += len(events)
@@ -153,12 +114,10 @@ class RunProgress:
             self._thread.join(timeout=2)
             self.read_board(timeout=2)
             try:
-                import ray
-
-                ray.kill(self._board)
+                self._close_board()
             except Exception:
                 pass
-            self._board = None
+            self._read_since = None
         series = []
         for stage in self.stages.values():
             done, points = 0, []

@@ -20,6 +20,7 @@ from jobs.lock import RunLock
 from jobs.pipeline import execute, init_ray, progress_labels
 from jobs.plan import JobPlan
 from jobs.progress import RunProgress
+from jobs.workers import progress_board
 from jobs.segments import split
 from jobs.stages.base import StageContext
 
@@ -115,7 +116,7 @@ def _produce(plan: JobPlan, fingerprint: str, incremental: bool, started: float,
         phases.end("ray_start")
         progress.phase("running (models load first)" if any(c.runs_in_actors(p) for c, p in zip(plan.stage_classes, spec.stages))
                        else "running")
-        progress.start_work(progress_labels(plan), sum(s.num_rows for s in todo))
+        progress.start_work(progress_labels(plan), sum(s.num_rows for s in todo), progress_board())
         try:
             _execute_segments(plan, todo, progress.board_name)
         finally:  # a failed run stops reading the board too

@@ -1,5 +1,6 @@
 """What runs inside Ray's workers for each stage: the stage built once per worker process (tasks)
-or per actor (model stages), its stats carried to the sink in the block's schema metadata.
+or per actor (model stages), its stats carried to the sink in the block's schema metadata, and
+what each block did told to the run's progress board (an actor, also here).
 
 A step runs a stage's `__call__`, or, for a stage that decides from the whole input (dedup), its
 `keys` half: the columns the driver reads to decide between two passes (see jobs/segments.py).
@@ -10,16 +11,33 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 
 import pyarrow as pa
 
 from jobs import commit
 from jobs.errors import RaybatchError, StageFailed
-from jobs.progress import SHARD_ROWS_KEY, report_block
+from jobs.progress import SHARD_ROWS_KEY
 from jobs.stages.base import StageContext, StageRunner, one_line
 from jobs.stages.registry import stage_class
 
 _STAGE_CACHE: dict[str, StageRunner] = {}
+_BOARDS: dict[str, object] = {}  # progress boards (progress_board below) this worker has found
+
+
+def report_block(board_name: str | None, label: str, shard_rows: int, stats: dict) -> None:
+    """Tell the run's progress board what one block did in one stage (fire and forget)."""
+    if not board_name:
+        return
+    try:
+        import ray
+
+        if board_name not in _BOARDS:
+            _BOARDS[board_name] = ray.get_actor(board_name)
+        _BOARDS[board_name].add.remote({"t": time.time(), "label": label, "shard_rows": shard_rows,
+                                        **{k: stats.get(k, 0) for k in ("rows_dead", "rows_filtered")}})
+    except Exception:  # progress is a view; the rows do not depend on it
+        _BOARDS.pop(board_name, None)
 
 
 def _build_runner(params_json: str, context: StageContext, keys: bool) -> StageRunner:
@@ -89,3 +107,32 @@ class StageActor:
         if self.error is not None:
             raise self.error
         return _run_stage(self.runner, batch, self.context)
+
+
+class _ProgressBoard:
+    """The Ray actor (no CPU of its own) the workers tell what each block did (jobs/progress.py)."""
+
+    def __init__(self):
+        self.events: list[dict] = []
+
+    def add(self, event: dict) -> None:
+        self.events.append(event)
+
+    def since(self, start: int) -> list[dict]:
+        return self.events[start:]
+
+
+def progress_board():
+    """A named board for this run: (name the workers find it by, read events from an index with a
+    timeout, close it); None when it cannot be made (progress is a view; the job goes on)."""
+    import uuid
+
+    import ray
+
+    name = f"raybatch-progress-{uuid.uuid4().hex[:12]}"
+    try:
+        board = ray.remote(num_cpus=0)(_ProgressBoard).options(name=name).remote()
+    except Exception:
+        return None
+    return name, (lambda start, timeout: ray.get(board.since.remote(start), timeout=timeout)), \
+        (lambda: ray.kill(board))
