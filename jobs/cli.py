@@ -175,6 +175,7 @@ def _run_showing_progress(plan, overwrite: bool, log: Path | None, mode: str, ev
     """Run with our progress on the terminal and everything Ray prints in `log` (jobs/terminal.py).
     A run that fails while running says where Ray's output is."""
     from jobs.errors import JobFailed
+    from jobs.pipeline import shutdown_ray
     from jobs.progress import RunProgress
     from jobs.runner import run_job
     from jobs.terminal import captured, make_display
@@ -187,6 +188,8 @@ def _run_showing_progress(plan, overwrite: bool, log: Path | None, mode: str, ev
             except BaseException:
                 progress.close(ok=False)
                 raise
+            finally:
+                shutdown_ray()
             progress.close(ok=True)
             return result
     except JobFailed as exc:

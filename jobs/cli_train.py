@@ -19,6 +19,7 @@ def train_command(spec: str = typer.Argument(..., metavar="SPEC", help="Train sp
     Ray Train's own output goes to a log file (shown too with --verbose)."""
     from jobs.cli import _check_ray_address, _fail, run_log_path
     from jobs.errors import SpecError
+    from jobs.pipeline import shutdown_ray
     from jobs.progress import RunProgress
     from jobs.terminal import captured, make_display
     from jobs.train.runner import train
@@ -38,6 +39,8 @@ def train_command(spec: str = typer.Argument(..., metavar="SPEC", help="Train sp
             except BaseException:
                 progress.close(ok=False)
                 raise
+            finally:
+                shutdown_ray()
             progress.close(ok=True)
     except RaybatchError as exc:
         _fail(exc)

@@ -46,6 +46,13 @@ def init_ray(num_cpus: int | None = None) -> None:
             os.environ.pop(REAPER_TAG, None)
 
 
+def shutdown_ray() -> None:
+    """Stop the embedded Ray (or leave the cluster) while its output still goes to the run's log:
+    at exit, its dying workers' last words would otherwise reach the terminal."""
+    if "ray" in sys.modules and sys.modules["ray"].is_initialized():
+        sys.modules["ray"].shutdown()
+
+
 def _start_reaper() -> None:
     """A watcher in its own session that stops this embedded Ray if this process is killed."""
     import subprocess
