@@ -15,9 +15,8 @@ from typing import List, Optional
 import typer
 
 from jobs.cli_cluster import JsonOption
-from jobs.cli_options import DateOption, QuietOption, SetOption, VerboseOption, mode
+from jobs.cli_options import DateOption, QuietOption, SetOption, VerboseOption, fail as _fail, mode
 from jobs.errors import RaybatchError
-from jobs.secrets import redact_uri
 
 app = typer.Typer(add_completion=True, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
                   context_settings={"help_option_names": ["-h", "--help"]},
@@ -36,12 +35,6 @@ def _version(value: bool) -> None:
 def _main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
                                        help="Print the version and exit.")) -> None:
     """Batch ML data jobs on Ray: clean, generate, translate, summarize, augment, fine-tune."""
-
-def _fail(exc: RaybatchError) -> None:
-    typer.echo(f"error: {redact_uri(str(exc))}", err=True)
-    raise typer.Exit(exc.exit_code)
-
-
 
 
 def _plan_summary(job, plan) -> dict:
@@ -108,7 +101,12 @@ def run(spec: str = typer.Argument(..., metavar="SPEC", help="Job spec (YAML), o
             return
         _check_ray_address()
         log = run_log_path(job)
-        result = _run_showing_progress(plan, overwrite, log, mode(verbose, quiet), progress_every)
+        from jobs.pipeline import shutdown_ray
+        from jobs.runner import run_job
+        from jobs.terminal import run_shown
+
+        result = run_shown(log, mode(verbose, quiet), progress_every,
+                           lambda progress: run_job(plan, overwrite=overwrite, progress=progress), shutdown_ray)
     except RaybatchError as exc:
         _fail(exc)
     for warning in result.warnings or []:
@@ -169,33 +167,6 @@ def run_log_path(job) -> Path | None:
         except OSError:  # a read-only or full disk, another user's folder: the run itself says so
             continue
     return None
-
-
-def _run_showing_progress(plan, overwrite: bool, log: Path | None, mode: str, every: float):
-    """Run with our progress on the terminal and everything Ray prints in `log` (jobs/terminal.py).
-    A run that fails while running says where Ray's output is."""
-    from jobs.errors import JobFailed
-    from jobs.pipeline import shutdown_ray
-    from jobs.progress import RunProgress
-    from jobs.runner import run_job
-    from jobs.terminal import captured, make_display
-
-    try:
-        with captured(log, echo=mode == "verbose") as stream:
-            progress = RunProgress(make_display(mode, stream, every))
-            try:
-                result = run_job(plan, overwrite=overwrite, progress=progress)
-            except BaseException:
-                progress.close(ok=False)
-                raise
-            finally:
-                shutdown_ray()
-            progress.close(ok=True)
-            return result
-    except JobFailed as exc:
-        if log is None:
-            raise
-        raise type(exc)(f"{exc}; Ray's output: {log}") from None
 
 
 def _check_ray_address() -> None:

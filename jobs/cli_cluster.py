@@ -16,6 +16,7 @@ from typing import List, Optional
 
 import typer
 
+from jobs.cli_options import fail as _fail
 from jobs.errors import RaybatchError, SpecError
 from jobs.secrets import redact_uri
 from ray_cluster.errors import ClusterError
@@ -27,11 +28,6 @@ AddressOption = typer.Option(None, "--address", envvar="RAY_ADDRESS", show_envva
                              help="The cluster's dashboard URL, e.g. http://127.0.0.1:8265.")
 ClusterDirOption = typer.Option(None, "--dir", metavar="DIR", help="Where the local cluster keeps its state "
                                 "and logs (default: $RAYBATCH_CLUSTER_DIR or /tmp/raybatch-cluster-UID).")
-
-
-def _fail(exc: RaybatchError | ClusterError) -> None:
-    typer.echo(f"error: {redact_uri(str(exc))}", err=True)
-    raise typer.Exit(exc.exit_code)
 
 
 def _when(seconds_or_ms) -> str:

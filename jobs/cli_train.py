@@ -7,7 +7,7 @@ from typing import List, Optional
 
 import typer
 
-from jobs.cli_options import DateOption, QuietOption, SetOption, VerboseOption, mode
+from jobs.cli_options import DateOption, QuietOption, SetOption, VerboseOption, fail, mode
 from jobs.errors import RaybatchError
 
 
@@ -17,13 +17,16 @@ def train_command(spec: str = typer.Argument(..., metavar="SPEC", help="Train sp
                   verbose: bool = VerboseOption, quiet: bool = QuietOption) -> None:
     """Fine-tune a model on a committed output with Ray Train; a killed run resumes from its last checkpoint.
     Ray Train's own output goes to a log file (shown too with --verbose)."""
-    from jobs.cli import _check_ray_address, _fail, run_log_path
+    from jobs.cli import _check_ray_address, run_log_path
     from jobs.errors import SpecError
     from jobs.pipeline import shutdown_ray
-    from jobs.progress import RunProgress
-    from jobs.terminal import captured, make_display
+    from jobs.terminal import run_shown
     from jobs.train.runner import train
     from jobs.train.spec import load_train_spec
+
+    def work(progress):
+        progress.phase(f"training {loaded.name} with Ray Train (its output: {log})")
+        return train(loaded, overwrite=overwrite)
 
     try:
         if verbose and quiet:
@@ -31,19 +34,9 @@ def train_command(spec: str = typer.Argument(..., metavar="SPEC", help="Train sp
         loaded = load_train_spec(spec, set_ or [], date)
         _check_ray_address()
         log = run_log_path(loaded)
-        with captured(log, echo=verbose) as stream:
-            progress = RunProgress(make_display(mode(verbose, quiet), stream, 30.0))
-            progress.phase(f"training {loaded.name} with Ray Train (its output: {log})")
-            try:
-                result = train(loaded, overwrite=overwrite)
-            except BaseException:
-                progress.close(ok=False)
-                raise
-            finally:
-                shutdown_ray()
-            progress.close(ok=True)
+        result = run_shown(log, mode(verbose, quiet), 30.0, work, shutdown_ray)
     except RaybatchError as exc:
-        _fail(exc)
+        fail(exc)
     if result.skipped:
         typer.echo(f"skipped: {result.output_path} is already committed (_SUCCESS present); use --overwrite to redo it")
         return

@@ -19,9 +19,12 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import IO
+from typing import IO, Callable, TypeVar
 
+from jobs.errors import JobFailed
 from jobs.progress import RunProgress
+
+T = TypeVar("T")
 
 LOGS_KEPT = 30  # per job: a nightly job's month of logs
 
@@ -204,3 +207,26 @@ def make_display(mode: str, stream: IO[str], every: float):
     if mode == "normal" and stream.isatty():
         return LiveDisplay(stream)
     return LineDisplay(stream, every, phases=mode == "verbose")
+
+
+def run_shown(log: Path | None, mode: str, every: float, work: Callable[[RunProgress], T],
+              stop: Callable[[], None]) -> T:
+    """`work(progress)` with our progress on the terminal and everything else printed in `log`.
+    `stop` (Ray's shutdown) runs inside the capture, so dying workers' last lines land in the log,
+    not after our error line; a run that fails while running says where that log is."""
+    try:
+        with captured(log, echo=mode == "verbose") as stream:
+            progress = RunProgress(make_display(mode, stream, every))
+            try:
+                result = work(progress)
+            except BaseException:
+                progress.close(ok=False)
+                raise
+            finally:
+                stop()
+            progress.close(ok=True)
+            return result
+    except JobFailed as exc:
+        if log is None:
+            raise
+        raise type(exc)(f"{exc}; Ray's output: {log}") from None

@@ -5,8 +5,10 @@ generate stage runs on the trained model."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pyarrow.parquet as pq
 
@@ -91,3 +93,21 @@ def test_the_loop_closes_through_the_cli_train_then_generate_with_the_trained_mo
     scripted = subprocess.run([*RAYBATCH, "report", str(trained), "--json"], capture_output=True, text=True, cwd=ROOT)
     record = json.loads(scripted.stdout)
     assert record["kind"] == "train" and record["steps"] > 0 and record["report"] == f"{trained}/report.html"
+
+
+def test_a_training_run_that_fails_says_so_in_one_line_that_names_its_log(tiny_models, tmp_path):
+    """Weights that cannot load fail the workers, not the checks before Ray: the one error line names
+    the run's log, which holds what Ray Train printed, and nothing is committed."""
+    broken = tmp_path / "broken-model"
+    shutil.copytree(tiny_models.qwen2, broken)
+    for weights in broken.glob("*.safetensors"):
+        weights.write_bytes(weights.read_bytes()[:100])
+    data = write_export(tmp_path / "export")
+    spec = write_spec(tmp_path / "train.yaml", train_spec(data, broken, tmp_path / "out"))
+    done = subprocess.run([*RAYBATCH, "train", str(spec)], capture_output=True, text=True, cwd=ROOT, timeout=600)
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 1 and len(lines) == 1, done.stderr[-3000:]
+    assert lines[0].startswith("error: training failed:") and "Ray's output: " in lines[0]
+    log = Path(lines[0].rsplit("Ray's output: ", 1)[1])
+    assert log.is_file() and log.stat().st_size > 0
+    assert not (tmp_path / "out").exists()
