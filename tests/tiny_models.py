@@ -168,6 +168,53 @@ def build_masked_lm(path: Path, backend, *, hidden: int = 32, layers: int = 2, s
     return _save(_seeded(lambda: BertForMaskedLM(config), seed), tokenizer, path)
 
 
+NER_LABELS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
+# Words the tiny NER model tags, whatever surrounds them (first names start a person, surnames go on).
+NER_WORDS = {"B-PER": ["Alice", "Bob", "Priya", "王芳"], "I-PER": ["Johnson", "Nakamura"],
+             "B-LOC": ["Springfield", "Shenzhen", "深圳"], "I-LOC": ["Avenue"]}
+
+
+def build_ner(path: Path, backend, *, max_positions: int = 48) -> Path:
+    """A token-classification model whose output is known: no encoder layers, so each token's label
+    comes from its own embedding. The words in NER_WORDS are whole tokens of the tokenizer and are
+    tagged with their label; every other token is "O". A short input limit makes long rows need
+    several windows."""
+    import torch
+    from tokenizers import AddedToken
+    from transformers import BertConfig, BertForTokenClassification
+
+    tokenizer = wrap_tokenizer(backend, "seq2seq")
+    tokenizer.model_max_length = max_positions
+    words = {word: label for label, group in NER_WORDS.items() for word in group}
+    tokenizer.add_tokens([AddedToken(w, single_word=w.isascii(), normalized=False) for w in words])
+    config = BertConfig(vocab_size=len(tokenizer), hidden_size=16, num_hidden_layers=0, num_attention_heads=2,
+                        intermediate_size=16, max_position_embeddings=max_positions + 2, pad_token_id=0,
+                        id2label=dict(enumerate(NER_LABELS)), label2id={l: i for i, l in enumerate(NER_LABELS)})
+    model = _seeded(lambda: BertForTokenClassification(config), 0)
+    with torch.no_grad():
+        n = len(NER_LABELS)
+        embeddings = model.bert.embeddings
+        embeddings.position_embeddings.weight.zero_()
+        embeddings.token_type_embeddings.weight.zero_()
+        embeddings.LayerNorm.weight.fill_(1.0)
+        embeddings.LayerNorm.bias.zero_()
+
+        def one_hot(label: int) -> torch.Tensor:
+            vector = torch.zeros(config.hidden_size)
+            vector[:n] = -1.0 / (n - 1)
+            vector[label] = 1.0
+            return vector
+
+        table = embeddings.word_embeddings.weight
+        table[:] = one_hot(0)
+        for word, label in words.items():
+            table[tokenizer.convert_tokens_to_ids(word)] = one_hot(NER_LABELS.index(label))
+        model.classifier.weight.zero_()
+        model.classifier.weight[:, :n] = torch.eye(n)  # a tagged word scores about 0.96
+        model.classifier.bias.zero_()
+    return _save(model, tokenizer, path)
+
+
 @dataclass(frozen=True)
 class TinyModels:
     """Paths of the test models (all share one tokenizer vocabulary)."""
@@ -180,6 +227,7 @@ class TinyModels:
     llama_chat: Path
     qwen2: Path  # chat template, head size 32: runs on vLLM's CPU build too
     masked_lm: Path  # BERT-style, with a <mask> token
+    ner: Path  # token classification with known output (NER_WORDS)
 
 
 _BUILT: TinyModels | None = None
@@ -202,5 +250,6 @@ def model_set(root: Path) -> TinyModels:
             llama_chat=build_llama(root / "llama_chat", backend, chat=True, seed=1),
             qwen2=build_qwen2(root / "qwen2", backend, seed=2),
             masked_lm=build_masked_lm(root / "masked_lm", backend),
+            ner=build_ner(root / "ner", backend),
         )
     return _BUILT

@@ -245,7 +245,8 @@ def redact(text: str, found: list[Found], mode: str = "mask", salt: bytes = b"")
             continue
         value = text[hit.start:hit.end]
         parts.append(text[pos:hit.start])
-        parts.append(PLACEHOLDERS[hit.kind] if mode == "mask" else pseudonym(hit.kind, value, salt))
+        parts.append(PLACEHOLDERS.get(hit.kind, f"<{hit.kind.upper()}>") if mode == "mask"
+                     else pseudonym(hit.kind, value, salt))
         pos = hit.end
     parts.append(text[pos:])
     return "".join(parts)
@@ -272,4 +273,6 @@ def normalize(kind: str, value: str) -> str:
             return str(ipaddress.ip_address(value))
         except ValueError:
             return value
+    if kind not in KINDS:  # a name or address a model found: the same however it is cased or spaced
+        return " ".join(value.split()).casefold()
     return value

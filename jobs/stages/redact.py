@@ -6,18 +6,24 @@ Input: `column` (string). Output: `output_column` (default `<column>_redacted`) 
 with any finding to `_filtered/` (filter_reason `pii`) instead. Counts per kind go to the manifest,
 never a value. The dead letter and `_filtered/` keep a row's input columns: those are masked too,
 so no value this stage would find leaves the job outside its output column.
+
+Names and addresses follow no pattern: with `model:` a token-classification (NER) model finds them
+too (jobs/hygiene/ner.py), in actors like the model stages, and its kinds (`model_labels`) are
+masked, pseudonymized or dropped the same way. A pattern finding wins where the two overlap.
 """
 
 from __future__ import annotations
 
 import os
+import re
+import time
 from typing import Literal
 
 import pyarrow as pa
 from pydantic import Field, field_validator
 
 from jobs.errors import SpecError
-from jobs.hygiene import pii
+from jobs.hygiene import ner, pii
 from jobs.stages.base import ROW_ID, Stage, StageContext, StageParams, mark_filtered, set_column
 
 SALT_ENV = "RAYBATCH_REDACT_SALT"
@@ -33,6 +39,25 @@ class RedactParams(StageParams):
     entities: list[str] = Field(list(pii.KINDS), min_length=1, description="the kinds to find")
     allow: list[str] = Field([], description="values that pass as they are (a support address, a test card)")
     salt_env: str = Field(SALT_ENV, description="pseudonymize: the environment variable holding the salt")
+    model: str | None = Field(None, description="a token-classification (NER) model: a local folder or a "
+                              "cached hub id; finds names and addresses")
+    model_labels: dict[str, str] = Field(default_factory=lambda: dict(ner.DEFAULT_LABELS),
+                                         description="the model's entity names -> the kinds reported")
+    model_min_score: float = Field(0.5, ge=0, le=1, description="entities the model is less sure of are ignored")
+    batch_size: int = Field(32, ge=1, description="model windows per forward pass")
+    revision: str | None = None
+    trust_remote_code: bool = False
+    allow_pickle: bool = False
+
+    @field_validator("model_labels")
+    @classmethod
+    def _kind_names(cls, value: dict[str, str]) -> dict[str, str]:
+        if not value:
+            raise ValueError("give at least one label, e.g. {PER: person}")
+        bad = [kind for kind in value.values() if not re.fullmatch(r"[a-z][a-z0-9_]*", kind)]
+        if bad:
+            raise ValueError(f"kind {bad[0]!r}: use lower-case letters, digits and _ (it names the placeholder)")
+        return value
 
     @field_validator("entities")
     @classmethod
@@ -57,6 +82,20 @@ class RedactStage(Stage):
         super().__init__(params, context)
         self.detector = pii.Detector(params.entities, params.allow)
         self.salt = _salt(params) if params.mode == "pseudonymize" else b""
+        started = time.perf_counter()
+        try:
+            self.entity_model = _entity_model(params) if params.model else None
+        except SpecError as exc:  # a model without the labels asked for, or without a fast tokenizer
+            raise SpecError(f"stages[{context.stage_index}] (redact): {exc}") from None
+        # Counted with this actor's first block: the summary's "model load".
+        self._load_seconds = time.perf_counter() - started if params.model else None
+
+    @classmethod
+    def runs_in_actors(cls, params: RedactParams) -> bool:
+        return params.model is not None  # the model loads once per actor
+
+    def info(self) -> dict[str, str]:
+        return {"model": self.params.model, "revision": self.params.revision or ""} if self.params.model else {}
 
     @classmethod
     def input_columns(cls, params: RedactParams) -> dict[str, str]:
@@ -70,17 +109,27 @@ class RedactStage(Stage):
     def preflight(cls, params: RedactParams) -> None:
         if params.mode == "pseudonymize":
             _salt(params)
+        if params.model:
+            from jobs.engine import check_model_files
+
+            check_model_files(params.model, params.revision, params.trust_remote_code, params.allow_pickle)
 
     @classmethod
     def scrubber(cls, params: RedactParams):
-        return Scrubber(params.entities, params.allow)
+        return Scrubber(params.entities, params.allow, params.model_dump(mode="json") if params.model else None)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
+        if self._load_seconds is not None:
+            self.add_metrics({"model_load_seconds": self._load_seconds, "model_loads": 1})
+            self._load_seconds = None
         texts = batch[self.params.column].to_pylist()
         redacted, kinds, dropped = [], [], {}
         mode = "mask" if self.params.mode == "drop_row" else self.params.mode
+        entities = self.entity_model.find(texts) if self.entity_model else None
         for index, text in enumerate(texts):
             found = self.detector.find(text) if text else []
+            if entities:
+                found = ner.combine(found, entities[index])
             kinds.append([f.kind for f in found])
             for f in found:
                 self.count(f"pii_{f.kind}")
@@ -98,9 +147,9 @@ class Scrubber:
     """Masks every text column of a table of dead-letter or filtered rows (picklable: it travels to
     Ray's write tasks)."""
 
-    def __init__(self, entities: list[str], allow: list[str]):
-        self.entities, self.allow = list(entities), list(allow)
-        self._detector = None
+    def __init__(self, entities: list[str], allow: list[str], model_params: dict | None = None):
+        self.entities, self.allow, self.model_params = list(entities), list(allow), model_params
+        self._detector = self._model = None
 
     def __call__(self, table: pa.Table) -> pa.Table:
         if self._detector is None:
@@ -109,12 +158,36 @@ class Scrubber:
             type_ = table.schema.field(name).type
             if name in _RUNNER_COLUMNS or not (pa.types.is_string(type_) or pa.types.is_large_string(type_)):
                 continue
-            values = [pii.redact(v, self._detector.find(v), "mask") if v else v for v in table[name].to_pylist()]
+            texts = table[name].to_pylist()
+            entities = self._entities(texts)
+            values = [pii.redact(v, ner.combine(self._detector.find(v), entities[i]) if entities else
+                                 self._detector.find(v), "mask") if v else v for i, v in enumerate(texts)]
             table = set_column(table, name, pa.array(values, type_))
         return table
 
+    def _entities(self, texts: list) -> list[list[pii.Found]] | None:
+        """The model's findings, when the stage has a model (loaded here on first use: dead letters
+        and filtered rows are few, and a name in them must not leave the job either)."""
+        if self.model_params is None or not any(texts):
+            return None
+        if self._model is None:
+            self._model = _entity_model(RedactParams.model_validate(self.model_params))
+        return self._model.find([t if isinstance(t, str) else "" for t in texts])
+
     def __getstate__(self):
-        return {"entities": self.entities, "allow": self.allow, "_detector": None}
+        return {"entities": self.entities, "allow": self.allow, "model_params": self.model_params,
+                "_detector": None, "_model": None}
+
+
+def _entity_model(params: RedactParams) -> ner.EntityModel:
+    device = "cpu"
+    if params.resources.num_gpus > 0:
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    return ner.EntityModel(params.model, labels=params.model_labels, min_score=params.model_min_score,
+                           batch_size=params.batch_size, revision=params.revision,
+                           trust_remote_code=params.trust_remote_code, allow_pickle=params.allow_pickle, device=device)
 
 
 def _salt(params: RedactParams) -> bytes:

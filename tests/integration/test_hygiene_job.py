@@ -119,3 +119,32 @@ def test_a_rerun_gives_the_same_output_and_the_committed_one_is_skipped(ray_loca
     assert read_output(first)[0].equals(read_output(second)[0])
     assert read_filtered(first).equals(read_filtered(second))
     assert run(hygiene_spec(folder, first)).skipped
+
+
+def test_a_redact_model_masks_names_and_places_in_actors_and_wherever_rows_leave(ray_local, tiny_models, tmp_path):
+    """redact with `model:` (a token-classification model, in an actor): names and places are masked
+    in the output column, counted per kind, and masked in the dead letter and the report too."""
+    names = ["Alice Johnson", "Priya Nakamura", "王芳", "Shenzhen"]
+    texts = sentences(30) + [f"{names[0]} wrote to li.wei@example.cn about the film",
+                             f"请把票寄给{names[2]}，谢谢", f"{names[1]} flew to {names[3]} and it went boom"]
+    (tmp_path / "in").mkdir()
+    pq.write_table(pa.table({"id": [f"r{i}" for i in range(len(texts))], "text": texts}), tmp_path / "in" / "p.parquet")
+    out = tmp_path / "out"
+    run(write_spec(tmp_path / "ner.yaml", {
+        "name": "ner", "input": {"path": str(tmp_path / "in"), "id_column": "id", "shard_rows": 11},
+        "output": {"path": str(out)},
+        "stages": [{"use": "redact", "column": "text", "model": str(tiny_models.ner)},
+                   {"use": "tests.helpers.stages:UpperStage", "column": "text_redacted", "explode_on": "boom"}]}))
+    data, dead, manifest = assert_accounted(out, len(texts))
+    rows = {r["row_id"]: r for r in data.to_pylist()}
+    assert rows["r30"]["text_redacted"] == "<PERSON> wrote to <EMAIL> about the film"
+    assert rows["r30"]["upper"] == "<PERSON> WROTE TO <EMAIL> ABOUT THE FILM"
+    assert rows["r31"]["text_redacted"] == "请把票寄给<PERSON>，谢谢" and rows["r31"]["pii_entities"] == ["person"]
+    stage = manifest["stages"][0]
+    assert stage["pii_person"] == 3 and stage["pii_location"] == 1 and stage["pii_email"] == 1
+    assert stage["model"] == str(tiny_models.ner) and stage["model_loads"] >= 1
+    assert dead["row_id"].to_pylist() == ["r32"] and dead["text"][0].as_py() == "<PERSON> flew to <LOCATION> and it went boom"
+    for path in [out / "_manifest.json", out / "report.html", *out.glob("_dead_letter/*.parquet")]:
+        text = path.read_text(errors="ignore") if path.suffix != ".parquet" else json.dumps(pq.read_table(path).to_pylist())
+        for name in names:
+            assert name not in text, (path.name, name)
