@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import posixpath
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pyarrow as pa
@@ -17,7 +18,8 @@ from jobs.commit.identity import id_digest
 from jobs.commit.layout import WORK_DIR, OutputLocation, is_file, read_json, write_bytes, write_json
 from jobs.commit.parts import write_parquet
 from jobs.inputs import Shard
-from jobs.stages.base import ERROR_TYPE, FILTER_REASON, INPUT_ID, SHARD, SOURCE, failed_mask, filtered_mask
+from jobs.stages.base import (ERROR_TYPE, FILTER_REASON, INPUT_ID, KEYS_PREFIX, SHARD, SOURCE, failed_mask,
+                              filtered_mask)
 
 DONE = "_DONE"
 
@@ -41,7 +43,8 @@ def write_work_block(loc: OutputLocation, segment: int, block: pa.Table) -> list
     written = []
     for shard in sorted(pc.unique(block[SHARD]).to_pylist() if block.num_rows else []):
         part = block.filter(pc.equal(block[SHARD], shard))
-        write_parquet(loc, part_path(folder, shard), part, "zstd")
+        keys = tuple(name for name in part.column_names if name.startswith(KEYS_PREFIX))
+        write_parquet(loc, part_path(folder, shard), part, "zstd", raw=keys)
         sources = part.filter(pc.fill_null(part[SOURCE], False))
         marker = {"shard": shard, "source_rows": sources.num_rows, "source_digest": id_digest(sources[INPUT_ID].to_pylist())}
         write_json(loc.fs, posixpath.join(folder, f"part-{shard:06d}.json"), marker)
@@ -91,15 +94,21 @@ class WorkRows:
         return pa.concat_tables(tables) if tables else pa.table({})
 
     def gather(self, name: str, positions: np.ndarray) -> pa.Array:
-        """Column `name` at the given positions among the live rows (sorted ascending), read part by part."""
-        pieces, offset = [], 0
+        """Column `name` at the given positions among the live rows (sorted ascending), read part by
+        part, two parts at a time (reading and taking release the GIL)."""
+        wanted, offset = [], 0
         for path, mask in zip(self.paths, self.live_masks()):
             count = int(mask.sum())
             lo, hi = np.searchsorted(positions, [offset, offset + count])
-            if hi > lo:
-                column = self._read(path, [name]).filter(pa.array(mask))[name]
-                pieces.append(column.take(pa.array(positions[lo:hi] - offset)))
+            if hi > lo:  # positions among the live rows -> rows of the part (no filtered copy)
+                wanted.append((path, np.flatnonzero(mask)[positions[lo:hi] - offset]))
             offset += count
+
+        def take(item: tuple[str, np.ndarray]) -> pa.ChunkedArray:
+            return self._read(item[0], [name])[name].take(pa.array(item[1]))
+
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            pieces = list(pool.map(take, wanted))
         return pa.chunked_array([c for p in pieces for c in p.chunks], type=pieces[0].type if pieces else None)
 
 

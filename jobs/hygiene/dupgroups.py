@@ -21,11 +21,15 @@ rare because the same pair usually meets in another band.
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 _SIMILAR_CHUNK = 1 << 16  # pairs compared at once: bounds the boolean temporaries
+_THREADS = max(1, min(4, os.cpu_count() or 1))  # band columns sorted at once (each holds a few arrays of n)
 
 
 def candidate_pairs(keys: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
@@ -43,20 +47,25 @@ def candidate_pairs(keys: np.ndarray, valid: np.ndarray | None = None) -> np.nda
     # the star. Keys that agree only in the top bits (about 45 pairs per column at 10M rows) are
     # spurious candidates that verification removes.
     index_bits = np.uint64(max(1, int(n - 1).bit_length()))
-    found: list[np.ndarray] = []
-    for column in range(keys.shape[1]):
+
+    def column_pairs(column: int) -> np.ndarray | None:
         word = np.sort((keys[rows, column] >> index_bits << index_bits) | rows)
         bucket = word >> index_bits
         follower = np.empty(word.size, dtype=bool)
         follower[:1] = False
         np.equal(bucket[1:], bucket[:-1], out=follower[1:])
         if not follower.any():
-            continue
+            return None
         del bucket
         members = (word & ((np.uint64(1) << index_bits) - np.uint64(1))).astype(np.int64)
         # Each follower's bucket starts at the last non-follower at or before it.
         leader_pos = np.maximum.accumulate(np.where(follower, 0, np.arange(word.size)))
-        found.append(members[leader_pos[follower]] * np.int64(n) + members[follower])
+        return members[leader_pos[follower]] * np.int64(n) + members[follower]
+
+    # numpy's sorts release the GIL: the columns go through a thread per core (the driver's
+    # cores are otherwise idle while it decides).
+    with ThreadPoolExecutor(max_workers=min(_THREADS, keys.shape[1])) as pool:
+        found = [pairs for pairs in pool.map(column_pairs, range(keys.shape[1])) if pairs is not None]
     if not found:
         return np.empty((0, 2), dtype=np.int64)
     codes = np.unique(np.concatenate(found))
@@ -70,10 +79,12 @@ def similar(sigs_a: np.ndarray, sigs_b: np.ndarray) -> np.ndarray:
     if sigs_a.shape != sigs_b.shape:
         raise ValueError(f"signature shapes differ: {sigs_a.shape} vs {sigs_b.shape}")
     if sigs_a.ndim == 1:
-        return np.asarray(np.mean(sigs_a == sigs_b))
+        return np.asarray(np.count_nonzero(sigs_a == sigs_b) / max(sigs_a.size, 1))
     out = np.empty(sigs_a.shape[0], dtype=np.float64)
-    for k in range(0, sigs_a.shape[0], _SIMILAR_CHUNK):
-        out[k : k + _SIMILAR_CHUNK] = np.mean(sigs_a[k : k + _SIMILAR_CHUNK] == sigs_b[k : k + _SIMILAR_CHUNK], axis=1)
+    width = max(sigs_a.shape[1], 1)
+    for k in range(0, sigs_a.shape[0], _SIMILAR_CHUNK):  # count_nonzero: no float copy of the comparison
+        out[k : k + _SIMILAR_CHUNK] = np.count_nonzero(sigs_a[k : k + _SIMILAR_CHUNK] == sigs_b[k : k + _SIMILAR_CHUNK],
+                                                       axis=1) / width
     return out
 
 

@@ -135,44 +135,39 @@ def _keys(hasher, params: DedupParams, texts: list) -> dict[str, pa.Array]:
     band keys and the MinHash signature (near). Rows with nothing to compare get nulls."""
     if params.method == "exact":
         keys, valid = minhash.exact_keys(texts)
-        return {KEY: _fixed_list(keys, valid, pa.uint64())}
+        return {KEY: _packed(keys, valid)}
     sigs, valid = hasher.signatures(texts)
     # Verification compares the low 16 bits of each value: half the bytes to write and read back,
     # and two different minima agree there with probability 2^-16, a negligible bias.
-    return {BANDS: _fixed_list(hasher.band_keys(sigs), valid, pa.uint64()),
-            SIGNATURE: _fixed_list(sigs.astype(np.uint16), valid, pa.uint16())}
+    return {BANDS: _packed(hasher.band_keys(sigs), valid), SIGNATURE: _packed(sigs.astype(np.uint16), valid)}
 
 
-def _fixed_list(matrix: np.ndarray, valid: np.ndarray, type_: pa.DataType) -> pa.Array:
-    flat = pa.array(np.ascontiguousarray(matrix).reshape(-1), type_)
-    width = matrix.shape[1] if matrix.ndim == 2 else 1
-    return pa.FixedSizeListArray.from_arrays(flat, width, mask=pa.array(~valid))
+def _packed(matrix: np.ndarray, valid: np.ndarray) -> pa.Array:
+    """Each row's keys as one fixed-size binary value. They are random hashes: stored as raw bytes,
+    Parquet writes them as they are (jobs/commit/work.py skips compression, dictionaries and
+    statistics for key columns), where a list of integers cost most of the keys pass to encode."""
+    matrix = np.ascontiguousarray(matrix)  # (n, width): one row of keys per row
+    validity = None if valid.all() else pa.array(valid, pa.bool_()).buffers()[1]
+    return pa.FixedSizeBinaryArray.from_buffers(pa.binary(matrix.shape[1] * matrix.itemsize), len(matrix),
+                                                [validity, pa.py_buffer(matrix)], null_count=int((~valid).sum()))
 
 
-def _stack(columns: list) -> tuple[np.ndarray, np.ndarray]:
-    """A list of fixed-size-list columns as one (n, width) matrix and the valid mask, chunk by
-    chunk (a chunk without nulls is read in place), so the matrix is the only full copy."""
+def _stack(columns: list, dtype=np.uint64) -> tuple[np.ndarray, np.ndarray]:
+    """Packed key columns (`_packed`) as one (n, width) `dtype` matrix and the valid mask, chunk by
+    chunk, read in place, so the matrix is the only full copy. Rows that are not valid hold
+    arbitrary values: the mask hides them."""
     chunks = [chunk for c in columns for chunk in (c.chunks if isinstance(c, pa.ChunkedArray) else [c]) if len(chunk)]
     if not chunks:
-        return np.zeros((0, 1), np.uint64), np.zeros(0, bool)
-    width = chunks[0].type.list_size
-    matrix = np.concatenate([_values(chunk, width) for chunk in chunks])
+        return np.zeros((0, 1), dtype), np.zeros(0, bool)
+    matrix = np.concatenate([_values(chunk, dtype) for chunk in chunks])
     valid = np.concatenate([chunk.is_valid().to_numpy(zero_copy_only=False) for chunk in chunks]).astype(bool)
     return matrix, valid
 
 
-def _values(chunk: pa.FixedSizeListArray, width: int) -> np.ndarray:
-    if chunk.null_count == 0:
-        return chunk.values[chunk.offset * width:(chunk.offset + len(chunk)) * width].to_numpy().reshape(-1, width)
-    return _filled(chunk, width)
-
-
-def _filled(array: pa.FixedSizeListArray, width: int) -> np.ndarray:
-    """Values of a fixed-size-list array with nulls, null rows as zeros (the valid mask hides them)."""
-    out = np.zeros((len(array), width), array.type.value_type.to_pandas_dtype())
-    valid = array.is_valid().to_numpy(zero_copy_only=False).astype(bool)
-    out[valid] = array.filter(pa.array(valid)).flatten().to_numpy(zero_copy_only=False).reshape(-1, width)
-    return out
+def _values(chunk: pa.FixedSizeBinaryArray, dtype) -> np.ndarray:
+    size = chunk.type.byte_width
+    data = np.frombuffer(chunk.buffers()[1], np.uint8)[chunk.offset * size:(chunk.offset + len(chunk)) * size]
+    return data.view(dtype).reshape(len(chunk), -1)
 
 
 def _eval_rows(params: DedupParams, hasher) -> tuple[list[str], dict[str, pa.Array]]:
@@ -193,9 +188,9 @@ def _verified(pairs: np.ndarray, e: int, eval_sigs: pa.Array, rows, column: str,
     from_eval, from_input = needed[needed < e], needed[needed >= e]
     parts = []
     if len(from_eval):
-        parts.append(_stack([eval_sigs])[0][from_eval])
+        parts.append(_stack([eval_sigs], np.uint16)[0][from_eval])
     if len(from_input):
-        parts.append(_stack([rows.gather(column, from_input - e)])[0])
+        parts.append(_stack([rows.gather(column, from_input - e)], np.uint16)[0])
     sigs = np.concatenate(parts)  # in the order of `needed`: eval rows first, both sorted
     a, b = np.searchsorted(needed, pairs[:, 0]), np.searchsorted(needed, pairs[:, 1])
     ok = np.empty(len(pairs), bool)

@@ -278,3 +278,27 @@ def test_quality_planted_near_duplicates(hasher, sst2):
     distinct_kept = len(set(rep[shuffle[:5000]].tolist())) / 5000
     assert collapsed >= 0.99, collapsed
     assert distinct_kept >= 0.999, distinct_kept
+
+
+def test_packed_keys_survive_parquet_slices_takes_and_nulls(tmp_path):
+    """The dedup stage stores each row's keys as raw bytes: read back through Parquet, a slice and
+    a take, every valid row's keys are the ones written and the null rows stay null."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from jobs.stages.dedup import _packed, _stack
+
+    rng = np.random.default_rng(3)
+    valid = rng.random(1000) > 0.1
+    bands = rng.integers(0, 2**63, (1000, 7), dtype=np.uint64)
+    sigs = rng.integers(0, 2**16, (1000, 33), dtype=np.uint16)
+    pq.write_table(pa.table({"b": _packed(bands, valid), "s": _packed(sigs, valid)}), tmp_path / "k.parquet",
+                   compression="none", use_dictionary=False)
+    back = pq.read_table(tmp_path / "k.parquet")
+    chunks = pa.chunked_array([back["b"].combine_chunks().slice(0, 400), back["b"].combine_chunks().slice(400)])
+    matrix, ok = _stack([chunks])
+    assert (ok == valid).all() and (matrix[ok] == bands[valid]).all()
+    picked = np.array([5, 17, 400, 401, 998])
+    matrix, ok = _stack([back["s"].take(pa.array(picked))], np.uint16)
+    assert (ok == valid[picked]).all() and (matrix[ok] == sigs[picked][valid[picked]]).all()
+    assert _stack([pa.chunked_array([], pa.binary(8))])[0].shape[0] == 0
