@@ -100,7 +100,12 @@ def _masked(rows: list[list], specs: list[dict]) -> tuple[list[list[str]], bool]
         except Exception:
             scrub = None
         if scrub is not None:
-            table, scrubbed = scrub(table), True
+            try:
+                table = scrub(table)
+            except Exception as exc:  # its model cannot load here: show nothing rather than raw rows
+                hidden = pa.array([f"(hidden: {params['use']} could not run here: {type(exc).__name__})"] * table.num_rows)
+                table = pa.table({name: hidden for name in table.column_names})
+            scrubbed = True
     columns = [table[f"c{i}"].to_pylist() for i in range(width)]
     return [[_short(column[n], 120) for column in columns] for n in range(len(rows))], scrubbed
 

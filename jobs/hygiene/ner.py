@@ -11,7 +11,7 @@ are ignored.
 
 from __future__ import annotations
 
-import unicodedata
+import regex
 
 from jobs.errors import SpecError
 from jobs.hygiene.pii import Found
@@ -22,23 +22,30 @@ DEFAULT_LABELS = {"PER": "person", "PERSON": "person", "LOC": "location", "GPE":
 _STRIDE = 32  # tokens each window shares with the one before it
 
 
-def is_cjk(char: str) -> bool:
-    return unicodedata.name(char, "").startswith(("CJK", "HIRAGANA", "KATAKANA", "HANGUL"))
+# A letter, digit or combining mark (a vowel sign or accent belongs to the word it sits in).
+_WORD_CHAR = regex.compile(r"[\p{L}\p{N}\p{M}]")
+# Scripts written without spaces between words: there is no whole word to widen to.
+_NO_SPACES = regex.compile(r"[\p{Han}\p{Hiragana}\p{Katakana}\p{Hangul}\p{Thai}\p{Lao}\p{Khmer}\p{Myanmar}]")
 
 
 def widen(text: str, start: int, end: int) -> tuple[int, int]:
     """The span grown to the whole words it touches, and stripped of surrounding spaces and
     punctuation the model took along."""
     def inside_word(i: int) -> bool:
-        return 0 <= i < len(text) and text[i].isalnum() and not is_cjk(text[i])
+        return 0 <= i < len(text) and _WORD_CHAR.match(text[i]) is not None and not _NO_SPACES.match(text[i])
 
     while start > 0 and inside_word(start - 1) and inside_word(start):
         start -= 1
     while end < len(text) and inside_word(end) and inside_word(end - 1):
         end += 1
-    while start < end and not text[start].isalnum():
+    return trim(text, start, end)
+
+
+def trim(text: str, start: int, end: int) -> tuple[int, int]:
+    """The span without the spaces and punctuation at its ends (a mark stays with its letter)."""
+    while start < end and (_WORD_CHAR.match(text[start]) is None or regex.match(r"\p{M}", text[start])):
         start += 1
-    while end > start and not text[end - 1].isalnum():
+    while end > start and _WORD_CHAR.match(text[end - 1]) is None:
         end -= 1
     return start, end
 
@@ -83,27 +90,27 @@ class EntityModel:
             return spans
         encoded = self.tokenizer([texts[i] for i in live], truncation=True, max_length=self.max_tokens,
                                  stride=min(_STRIDE, self.max_tokens // 4), return_overflowing_tokens=True,
-                                 return_offsets_mapping=True, padding=True, return_tensors="pt")
-        owners = encoded.pop("overflow_to_sample_mapping").tolist()
-        offsets = encoded.pop("offset_mapping").tolist()
-        torch = self._torch
-        for first in range(0, len(owners), self.batch_size):
-            window = {k: v[first:first + self.batch_size].to(self.device) for k, v in encoded.items()}
-            with torch.inference_mode():
-                probs = torch.softmax(self.model(**window).logits.float(), dim=-1)
-            scores, labels = probs.max(dim=-1)
-            for row, (label_row, score_row) in enumerate(zip(labels.tolist(), scores.tolist())):
-                n = first + row
+                                 return_offsets_mapping=True)
+        owners, offsets = encoded.pop("overflow_to_sample_mapping"), encoded.pop("offset_mapping")
+        # Windows by length, so a batch pads to its own longest window, not the block's.
+        order = sorted(range(len(owners)), key=lambda n: len(offsets[n]))
+        for first in range(0, len(order), self.batch_size):
+            batch = order[first:first + self.batch_size]
+            window = self.tokenizer.pad({k: [v[n] for n in batch] for k, v in encoded.items()}, return_tensors="pt")
+            with self._torch.inference_mode():
+                logits = self.model(**{k: v.to(self.device) for k, v in window.items()}).logits
+            scores, labels = self._torch.softmax(logits.float(), dim=-1).max(dim=-1)
+            for n, label_row, score_row in zip(batch, labels.tolist(), scores.tolist()):
                 owner = live[owners[n]]
-                mask = window["attention_mask"][row].tolist()
-                spans[owner].extend(self._spans(texts[owner], offsets[n], label_row, score_row, mask))
-        return [_merged(found) for found in spans]
+                # Padding comes after a window's tokens: its first len(offsets[n]) positions are the window.
+                spans[owner].extend(self._spans(texts[owner], offsets[n], label_row, score_row))
+        return [_merged(texts[i], found) for i, found in enumerate(spans)]
 
-    def _spans(self, text: str, offsets, labels, scores, mask) -> list[Found]:
+    def _spans(self, text: str, offsets, labels, scores) -> list[Found]:
         """Consecutive tokens of one kind (a B- label starts a new one) as character spans."""
         found, current = [], None  # current: [kind, start, end, scores]
-        for (start, end), label, score, attended in zip(offsets, labels, scores, mask):
-            if not attended or start == end or text[start:end].isspace():
+        for (start, end), label, score in zip(offsets, labels, scores):
+            if start == end or text[start:end].isspace():
                 continue  # padding and special tokens carry no text; a space token does not end a name
             tag = self.tags.get(label)
             if tag is None or (current is not None and (tag[0] or tag[1] != current[0])):
@@ -128,24 +135,34 @@ class EntityModel:
         return spans
 
 
-def _merged(found: list[Found]) -> list[Found]:
+def _merged(text: str, found: list[Found]) -> list[Found]:
     """Spans from overlapping windows (or one word hit twice) joined: overlapping or touching spans
-    of a kind become one."""
+    of a kind become one; a span of another kind keeps only what the earlier span left of it."""
     out: list[Found] = []
     for hit in sorted(found, key=lambda h: (h.start, h.end)):
         if out and hit.start <= out[-1].end and (hit.kind == out[-1].kind or hit.end <= out[-1].end):
             if hit.end > out[-1].end:
                 out[-1] = Found(out[-1].kind, out[-1].start, hit.end)
             continue
-        if out and hit.start < out[-1].end:  # another kind overlapping: the earlier span keeps its text
-            hit = Found(hit.kind, out[-1].end, hit.end)
-        out.append(hit)
+        start, end = trim(text, max(hit.start, out[-1].end) if out else hit.start, hit.end)
+        if start < end:
+            out.append(Found(hit.kind, start, end))
     return out
 
 
-def combine(patterns: list[Found], entities: list[Found]) -> list[Found]:
-    """Pattern findings (validated, checksums) win over a model's entity that overlaps them."""
+def combine(text: str, patterns: list[Found], entities: list[Found]) -> list[Found]:
+    """Pattern findings (validated, checksums) keep their spans; a model's entity keeps what lies
+    outside them, so a name the model ran into an email still goes."""
     if not entities:
         return patterns
-    kept = [e for e in entities if all(e.end <= p.start or e.start >= p.end for p in patterns)]
+    kept = []
+    for entity in entities:
+        pieces = [(entity.start, entity.end)]
+        for p in patterns:
+            pieces = [part for lo, hi in pieces
+                      for part in ([(lo, hi)] if hi <= p.start or lo >= p.end else [(lo, p.start), (p.end, hi)])]
+        for lo, hi in pieces:
+            lo, hi = trim(text, lo, hi)
+            if lo < hi:
+                kept.append(Found(entity.kind, lo, hi))
     return sorted(patterns + kept, key=lambda h: h.start)

@@ -28,6 +28,7 @@ from jobs.stages.base import ROW_ID, Stage, StageContext, StageParams, mark_filt
 
 SALT_ENV = "RAYBATCH_REDACT_SALT"
 # Columns of the dead letter and _filtered/ that hold the runner's words, not the user's text.
+_MODELS: dict[str, ner.EntityModel] = {}  # loaded entity models of this process, by their settings
 _RUNNER_COLUMNS = {ROW_ID, "stage", "error_type", "filter_stage", "filter_reason", "duplicate_of"}
 
 
@@ -57,6 +58,12 @@ class RedactParams(StageParams):
         bad = [kind for kind in value.values() if not re.fullmatch(r"[a-z][a-z0-9_]*", kind)]
         if bad:
             raise ValueError(f"kind {bad[0]!r}: use lower-case letters, digits and _ (it names the placeholder)")
+        taken = [kind for kind in value.values() if kind in pii.KINDS]
+        if taken:
+            raise ValueError(f"kind {taken[0]!r} is a kind the patterns find; name the model's kinds apart "
+                             f"(person, location, address, ...)")
+        if any(label.upper() == "O" for label in value):
+            raise ValueError("label 'O' means outside any entity: it cannot be a kind")
         return value
 
     @field_validator("entities")
@@ -95,7 +102,11 @@ class RedactStage(Stage):
         return params.model is not None  # the model loads once per actor
 
     def info(self) -> dict[str, str]:
-        return {"model": self.params.model, "revision": self.params.revision or ""} if self.params.model else {}
+        if not self.params.model:
+            return {}
+        config = self.entity_model.model.config
+        return {"model": self.params.model,
+                "revision": str(getattr(config, "_commit_hash", None) or self.params.revision or "local")}
 
     @classmethod
     def input_columns(cls, params: RedactParams) -> dict[str, str]:
@@ -112,7 +123,11 @@ class RedactStage(Stage):
         if params.model:
             from jobs.engine import check_model_files
 
-            check_model_files(params.model, params.revision, params.trust_remote_code, params.allow_pickle)
+            config = check_model_files(params.model, params.revision, params.trust_remote_code, params.allow_pickle)
+            names = {label.partition("-")[2] or label for label in (config or {}).get("id2label", {}).values()}
+            if config is not None and not {name.upper() for name in names} & {k.upper() for k in params.model_labels}:
+                raise SpecError(f"model: {params.model}: none of its labels ({', '.join(sorted(names))}) is one of "
+                                f"model_labels ({', '.join(params.model_labels)})")
 
     @classmethod
     def scrubber(cls, params: RedactParams):
@@ -129,7 +144,7 @@ class RedactStage(Stage):
         for index, text in enumerate(texts):
             found = self.detector.find(text) if text else []
             if entities:
-                found = ner.combine(found, entities[index])
+                found = ner.combine(text, found, entities[index])
             kinds.append([f.kind for f in found])
             for f in found:
                 self.count(f"pii_{f.kind}")
@@ -149,7 +164,7 @@ class Scrubber:
 
     def __init__(self, entities: list[str], allow: list[str], model_params: dict | None = None):
         self.entities, self.allow, self.model_params = list(entities), list(allow), model_params
-        self._detector = self._model = None
+        self._detector = None
 
     def __call__(self, table: pa.Table) -> pa.Table:
         if self._detector is None:
@@ -160,26 +175,33 @@ class Scrubber:
                 continue
             texts = table[name].to_pylist()
             entities = self._entities(texts)
-            values = [pii.redact(v, ner.combine(self._detector.find(v), entities[i]) if entities else
+            values = [pii.redact(v, ner.combine(v, self._detector.find(v), entities[i]) if entities else
                                  self._detector.find(v), "mask") if v else v for i, v in enumerate(texts)]
             table = set_column(table, name, pa.array(values, type_))
         return table
 
     def _entities(self, texts: list) -> list[list[pii.Found]] | None:
-        """The model's findings, when the stage has a model (loaded here on first use: dead letters
-        and filtered rows are few, and a name in them must not leave the job either)."""
+        """The model's findings, when the stage has a model: a name in a dead-lettered or filtered row
+        must not leave the job either (the model loads once per process, on first use)."""
         if self.model_params is None or not any(texts):
             return None
-        if self._model is None:
-            self._model = _entity_model(RedactParams.model_validate(self.model_params))
-        return self._model.find([t if isinstance(t, str) else "" for t in texts])
+        return _entity_model(RedactParams.model_validate(self.model_params)).find([t if isinstance(t, str) else "" for t in texts])
 
     def __getstate__(self):
-        return {"entities": self.entities, "allow": self.allow, "model_params": self.model_params,
-                "_detector": None, "_model": None}
+        return {"entities": self.entities, "allow": self.allow, "model_params": self.model_params, "_detector": None}
 
 
 def _entity_model(params: RedactParams) -> ner.EntityModel:
+    """The process's model for these settings (the stage, the write tasks' scrubbers and the report
+    share one load)."""
+    key = params.model_dump_json(include={"model", "model_labels", "model_min_score", "batch_size", "revision",
+                                          "trust_remote_code", "allow_pickle", "resources"})
+    if key not in _MODELS:
+        _MODELS[key] = _load_entity_model(params)
+    return _MODELS[key]
+
+
+def _load_entity_model(params: RedactParams) -> ner.EntityModel:
     device = "cpu"
     if params.resources.num_gpus > 0:
         import torch

@@ -125,8 +125,9 @@ def test_a_redact_model_masks_names_and_places_in_actors_and_wherever_rows_leave
     """redact with `model:` (a token-classification model, in an actor): names and places are masked
     in the output column, counted per kind, and masked in the dead letter and the report too."""
     names = ["Alice Johnson", "Priya Nakamura", "王芳", "Shenzhen"]
-    texts = sentences(30) + [f"{names[0]} wrote to li.wei@example.cn about the film",
-                             f"请把票寄给{names[2]}，谢谢", f"{names[1]} flew to {names[3]} and it went boom"]
+    # The named rows first: the report's sample rows are the first rows of the output.
+    texts = [f"{names[0]} wrote to li.wei@example.cn about the film", f"请把票寄给{names[2]}，谢谢",
+             f"{names[1]} flew to {names[3]} and it went boom"] + sentences(30)
     (tmp_path / "in").mkdir()
     pq.write_table(pa.table({"id": [f"r{i}" for i in range(len(texts))], "text": texts}), tmp_path / "in" / "p.parquet")
     out = tmp_path / "out"
@@ -137,13 +138,14 @@ def test_a_redact_model_masks_names_and_places_in_actors_and_wherever_rows_leave
                    {"use": "tests.helpers.stages:UpperStage", "column": "text_redacted", "explode_on": "boom"}]}))
     data, dead, manifest = assert_accounted(out, len(texts))
     rows = {r["row_id"]: r for r in data.to_pylist()}
-    assert rows["r30"]["text_redacted"] == "<PERSON> wrote to <EMAIL> about the film"
-    assert rows["r30"]["upper"] == "<PERSON> WROTE TO <EMAIL> ABOUT THE FILM"
-    assert rows["r31"]["text_redacted"] == "请把票寄给<PERSON>，谢谢" and rows["r31"]["pii_entities"] == ["person"]
+    assert rows["r0"]["text_redacted"] == "<PERSON> wrote to <EMAIL> about the film"
+    assert rows["r0"]["upper"] == "<PERSON> WROTE TO <EMAIL> ABOUT THE FILM"
+    assert rows["r1"]["text_redacted"] == "请把票寄给<PERSON>，谢谢" and rows["r1"]["pii_entities"] == ["person"]
     stage = manifest["stages"][0]
     assert stage["pii_person"] == 3 and stage["pii_location"] == 1 and stage["pii_email"] == 1
     assert stage["model"] == str(tiny_models.ner) and stage["model_loads"] >= 1
-    assert dead["row_id"].to_pylist() == ["r32"] and dead["text"][0].as_py() == "<PERSON> flew to <LOCATION> and it went boom"
+    assert dead["row_id"].to_pylist() == ["r2"] and dead["text"][0].as_py() == "<PERSON> flew to <LOCATION> and it went boom"
+    assert "&lt;PERSON&gt; wrote to" in (out / "report.html").read_text()  # the sample rows are there, masked
     for path in [out / "_manifest.json", out / "report.html", *out.glob("_dead_letter/*.parquet")]:
         text = path.read_text(errors="ignore") if path.suffix != ".parquet" else json.dumps(pq.read_table(path).to_pylist())
         for name in names:

@@ -40,16 +40,33 @@ def test_a_name_past_the_input_limit_is_found_in_a_later_window(model):
     assert spans(model, [text]) == [[("person", "Bob"), ("person", "Alice")]]
 
 
-def test_spans_widen_to_whole_words_but_not_across_chinese_text():
+def test_several_rows_over_several_windows_in_small_batches(tiny_models):
+    """Windows of different rows, sorted by length and batched two at a time, land in their rows."""
+    model = ner.EntityModel(str(tiny_models.ner), labels=ner.DEFAULT_LABELS, batch_size=2)
+    filler = " ".join(["a quietly moving film"] * 25)
+    texts = [f"{filler} and then Alice", "Bob came", "", f"Priya said {filler} near Shenzhen", "no one"]
+    assert spans(model, texts) == [[("person", "Alice")], [("person", "Bob")], [],
+                                   [("person", "Priya"), ("location", "Shenzhen")], []]
+
+
+def test_spans_widen_to_whole_words_with_their_marks_but_not_in_scripts_without_spaces():
     assert ner.widen("Alicia came", 0, 3) == (0, 6)
     assert ner.widen("(Alice) came", 0, 7) == (1, 6)
     assert ner.widen("王芳住在深圳", 0, 2) == (0, 2)
+    assert ner.widen("सीता आई", 0, 3) == (0, 4)  # the vowel sign goes with the name
+    nfd = "Jose\u0301 came"
+    assert ner.widen(nfd, 0, 4) == (0, 5)
+    assert ner.widen("สมชายไปตลาด", 0, 5) == (0, 5)  # Thai: no spaces to widen to
 
 
-def test_a_pattern_finding_wins_over_an_entity_that_overlaps_it():
-    patterns = [pii.Found("email", 10, 25)]
-    entities = [pii.Found("person", 0, 5), pii.Found("person", 10, 15)]
-    assert ner.combine(patterns, entities) == [pii.Found("person", 0, 5), pii.Found("email", 10, 25)]
+def test_a_pattern_keeps_its_span_and_an_entity_keeps_the_rest():
+    text = "Contact Alice Johnson alice.j@example.com now"
+    email = pii.Found("email", text.index("alice.j"), text.index(" now"))
+    run_on = pii.Found("person", text.index("Alice"), text.index(".j@"))  # the model ran into the address
+    assert ner.combine(text, [email], [run_on]) == [pii.Found("person", 8, 21), email]
+    assert pii.redact(text, ner.combine(text, [email], [run_on])) == "Contact <PERSON> <EMAIL> now"
+    inside = pii.Found("person", email.start, email.start + 5)
+    assert ner.combine(text, [email], [inside]) == [email]
 
 
 def test_min_score_and_labels_the_model_lacks(tiny_models):
@@ -78,6 +95,16 @@ def test_the_stage_masks_pseudonymizes_and_scrubs_entities_with_the_patterns(tin
     assert scrubbed["text"].to_pylist() == masked["text_redacted"].to_pylist()
 
 
-def test_model_labels_must_name_kinds_that_read_as_placeholders():
-    with pytest.raises(ValueError, match="lower-case"):
-        RedactParams(use="redact", column="t", model="m", model_labels={"PER": "Person Name"})
+@pytest.mark.parametrize("labels, message", [({"PER": "Person Name"}, "lower-case"),
+                                             ({"PER": "email"}, "patterns find"), ({"O": "other"}, "outside")])
+def test_model_labels_must_name_kinds_of_their_own(labels, message):
+    with pytest.raises(ValueError, match=message):
+        RedactParams(use="redact", column="t", model="m", model_labels=labels)
+
+
+def test_the_report_hides_rows_when_the_redact_model_cannot_load_where_it_renders(tmp_path):
+    from jobs.report_stages import _masked
+
+    specs = [{"use": "redact", "column": "text", "model": str(tmp_path / "gone")}]
+    rows, scrubbed = _masked([["Alice Johnson wrote", "r1"]], specs)
+    assert scrubbed and all("Alice" not in value and value.startswith("(hidden: redact") for value in rows[0])
