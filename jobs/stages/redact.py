@@ -9,7 +9,8 @@ so no value this stage would find leaves the job outside its output column.
 
 Names and addresses follow no pattern: with `model:` a token-classification (NER) model finds them
 too (jobs/hygiene/ner.py), in actors like the model stages, and its kinds (`model_labels`) are
-masked, pseudonymized or dropped the same way. A pattern finding wins where the two overlap.
+masked, pseudonymized or dropped the same way. Where the two overlap, a pattern finding keeps its
+span and the entity keeps the rest.
 """
 
 from __future__ import annotations
@@ -27,8 +28,8 @@ from jobs.hygiene import ner, pii
 from jobs.stages.base import ROW_ID, Stage, StageContext, StageParams, mark_filtered, set_column
 
 SALT_ENV = "RAYBATCH_REDACT_SALT"
-# Columns of the dead letter and _filtered/ that hold the runner's words, not the user's text.
 _MODELS: dict[str, ner.EntityModel] = {}  # loaded entity models of this process, by their settings
+# Columns of the dead letter and _filtered/ that hold the runner's words, not the user's text.
 _RUNNER_COLUMNS = {ROW_ID, "stage", "error_type", "filter_stage", "filter_reason", "duplicate_of"}
 
 
