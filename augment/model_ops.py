@@ -61,11 +61,9 @@ class ContextualInsert:
                             f"masked language model (BERT, RoBERTa, XLM-R, ...)")
         self.model = AutoModelForMaskedLM.from_pretrained(
             spec.model, **common, use_safetensors=None if spec.allow_pickle else True).to(device).eval()
-        limit = self.tokenizer.model_max_length
-        if not limit or limit >= 1_000_000:
-            # No declared limit: the position table, less the two slots RoBERTa-style models reserve.
-            limit = (getattr(self.model.config, "max_position_embeddings", None) or 514) - 2
-        self.max_tokens = limit
+        from jobs.engine.loading import encoder_limit
+
+        self.max_tokens = encoder_limit(self.tokenizer, self.model.config)
         self.vocab_size = len(self.tokenizer)  # output columns past the tokenizer's entries are never words
         vocab = self.tokenizer.get_vocab()
         self.marker = next((m for m in _WORD_START_MARKERS if sum(t.startswith(m) for t in vocab) > 10), None)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import NoReturn
+
 import typer
 
 from jobs.secrets import redact_uri
@@ -20,7 +22,7 @@ def mode(verbose: bool, quiet: bool) -> str:
     return "verbose" if verbose else "quiet" if quiet else "normal"
 
 
-def fail(exc) -> None:
+def fail(exc) -> NoReturn:
     """A RaybatchError or ClusterError as the one line the user sees, and its exit code."""
     typer.echo(f"error: {redact_uri(str(exc))}", err=True)
     raise typer.Exit(exc.exit_code)

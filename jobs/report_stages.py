@@ -103,7 +103,8 @@ def _masked(rows: list[list], specs: list[dict]) -> tuple[list[list[str]], bool]
             try:
                 table = scrub(table)
             except Exception as exc:  # its model cannot load here: show nothing rather than raw rows
-                hidden = pa.array([f"(hidden: {params['use']} could not run here: {type(exc).__name__})"] * table.num_rows)
+                note = f"(hidden: {params['use']} could not run here: {type(exc).__name__})"
+                hidden = pa.array([note] * table.num_rows)
                 table = pa.table({name: hidden for name in table.column_names})
             scrubbed = True
     columns = [table[f"c{i}"].to_pylist() for i in range(width)]

@@ -20,9 +20,9 @@ from jobs.lock import RunLock
 from jobs.pipeline import execute, init_ray, progress_labels
 from jobs.plan import JobPlan
 from jobs.progress import RunProgress
-from jobs.workers import progress_board
 from jobs.segments import split
 from jobs.stages.base import StageContext
+from jobs.workers import progress_board
 
 
 @dataclass

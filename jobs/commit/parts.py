@@ -117,12 +117,12 @@ def write_parquet(loc: OutputLocation, path: str, table: pa.Table, compression: 
     """Write `table`; the `raw` columns (random hashes) are stored as they are: no compression,
     dictionary or statistics, which cost time and save nothing on random bytes."""
     buffer = io.BytesIO()
-    options = {}
+    options: dict = {"compression": compression}
     if raw:
         rest = [name for name in table.column_names if name not in raw]
         options = {"compression": {name: "none" if name in raw else compression for name in table.column_names},
                    "use_dictionary": rest, "write_statistics": rest}
-    pq.write_table(table, buffer, **({"compression": compression} | options))
+    pq.write_table(table, buffer, **options)
     data = buffer.getvalue()
     write_bytes(loc.fs, path, data)
     return hashlib.sha256(data).hexdigest()

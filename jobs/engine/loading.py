@@ -103,6 +103,15 @@ def input_limit(tokenizer, model_config, *, is_seq2seq: bool, max_new_tokens: in
     return limit
 
 
+def encoder_limit(tokenizer, model_config) -> int:
+    """Longest input an encoder (masked LM, token classifier) takes: the tokenizer's declared limit,
+    else the position table less the two slots RoBERTa-style models reserve."""
+    declared = tokenizer.model_max_length
+    if declared and declared < NO_LIMIT:
+        return declared
+    return (getattr(model_config, "max_position_embeddings", None) or 514) - 2
+
+
 def version_at_least(version: str, wanted: tuple[int, int]) -> bool:
     parts = []
     for piece in version.split(".")[:2]:

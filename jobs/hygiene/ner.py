@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import regex
 
+from jobs.engine.loading import encoder_limit
 from jobs.errors import SpecError
 from jobs.hygiene.pii import Found
 
@@ -61,6 +62,7 @@ class EntityModel:
 
         common = {"revision": revision, "trust_remote_code": trust_remote_code}
         self.tokenizer = AutoTokenizer.from_pretrained(model, **common)
+        self.tokenizer.padding_side = "right"  # a window's labels line up with its offsets from the start
         if not self.tokenizer.is_fast:
             raise SpecError(f"model: {model}: its tokenizer has no fast (Rust) version, which entity spans "
                             f"need for their character offsets")
@@ -68,19 +70,16 @@ class EntityModel:
             model, **common, use_safetensors=None if allow_pickle else True).to(device).eval()
         self.device, self.batch_size, self.min_score, self._torch = device, batch_size, min_score, torch
         # label id -> (starts an entity, kind) for the labels `labels` maps; everything else is outside.
+        wanted = {name.upper(): kind for name, kind in labels.items()}
         self.tags: dict[int, tuple[bool, str]] = {}
         for index, label in self.model.config.id2label.items():
             prefix, _, name = label.partition("-") if label[:2] in ("B-", "I-", "S-", "E-") else ("I", "", label)
-            if name.upper() in {k.upper() for k in labels}:
-                kind = next(v for k, v in labels.items() if k.upper() == name.upper())
-                self.tags[int(index)] = (prefix in ("B", "S"), kind)
+            if name.upper() in wanted:
+                self.tags[int(index)] = (prefix in ("B", "S"), wanted[name.upper()])
         if not self.tags:
             raise SpecError(f"model: {model}: none of its labels ({', '.join(self.model.config.id2label.values())}) "
                             f"is one of model_labels ({', '.join(labels)})")
-        limit = self.tokenizer.model_max_length
-        if not limit or limit >= 1_000_000:
-            limit = (getattr(self.model.config, "max_position_embeddings", None) or 514) - 2
-        self.max_tokens = limit
+        self.max_tokens = encoder_limit(self.tokenizer, self.model.config)
 
     def find(self, texts: list[str]) -> list[list[Found]]:
         """Each text's entities: non-overlapping spans sorted by start."""
