@@ -1,14 +1,12 @@
 """The WordNet lookups the augmentation ops use: whether a word is English, the part of speech to
-take it as from one word of context, and its synonyms, each memoized per process. WordNet itself
-is installed and guarded by `augment.wordnet_install`."""
+take it as from one word of context, and its synonyms, each memoized per process. They read the
+compiled index (`augment.wordnet_index`); WordNet itself is installed by `augment.wordnet_install`."""
 
 from __future__ import annotations
 
 import functools
-import re
-import warnings
 
-from augment.wordnet_install import offline
+from augment.wordnet_index import WordNetIndex
 
 # ---- lookups the ops use -----------------------------------------------------------------------
 
@@ -25,18 +23,17 @@ _HINTS = {**{w: "na" for w in _BEFORE_NOUN}, **{w: "v" for w in _BEFORE_VERB}, *
 
 
 class WordNetLexicon:
-    """Synonyms and a part of speech per word, from an NLTK WordNet reader. Lookups are memoized per
-    process (the vocabulary of a corpus is small next to its rows); results never depend on the
+    """Synonyms and a part of speech per word, from the compiled WordNet index. Lookups are memoized
+    per process (the vocabulary of a corpus is small next to its rows); results never depend on the
     memo's state, only on the word and its left neighbour."""
 
-    def __init__(self, reader):
-        self._wn = reader
+    def __init__(self, index: WordNetIndex):
+        self._index = index
         self._pos_memo: dict[str, dict[str, tuple[str, int]]] = {}
         self._syn_memo: dict[tuple[str, str, int], tuple[str, ...]] = {}
         self._known_memo: dict[str, bool] = {}
         self._choice_memo: dict[tuple[str, str], str | None] = {}
         self._slot_memo: dict[tuple[str, str, int], tuple[str, ...]] = {}
-        self._lemma_memo: dict[tuple[str, int], list[str]] = {}
 
     def _forms(self, word: str) -> dict[str, tuple[str, int]]:
         """pos -> (base form, number of senses) for each part of speech WordNet has `word` as."""
@@ -44,10 +41,11 @@ class WordNetLexicon:
         if found is None:
             # What `len(synsets(word, pos))` and `morphy(word, pos)` give, read from the lemma index
             # alone: building Synset objects for every word a corpus holds is what made a cold worker slow.
-            found, index = {}, self._wn._lemma_pos_offset_map
+            found, wordnet = {}, self._index
             for pos in _POS_ORDER:
-                bases = self._wn._morphy(word, pos)
-                senses = sum(len(index[base].get(pos, ())) for base in bases if base in index)
+                bases = wordnet.morphy(word, pos)
+                lemmas = wordnet.lemmas[pos]
+                senses = sum(len(lemmas[base]) for base in bases)
                 if senses:
                     found[pos] = (bases[0], senses)
             self._pos_memo[word] = found
@@ -113,28 +111,12 @@ class WordNetLexicon:
 
     def _sense_offsets(self, word: str, pos: str) -> list[int]:
         """The data-file offsets of `synsets(word, pos)`, in the same order."""
-        index = self._wn._lemma_pos_offset_map
-        return [offset for base in self._wn._morphy(word, pos) if base in index
-                for offset in index[base].get(pos, ())]
+        lemmas = self._index.lemmas[pos]
+        return [offset for base in self._index.morphy(word, pos) for offset in lemmas[base]]
 
     def _lemma_names(self, pos: str, offset: int) -> list[str]:
-        """A synset's lemma names read straight from its data-file line (what
-        `synset.lemma_names()` gives, without building the Synset: glosses, pointers and frames
-        are most of a cold lookup's cost)."""
-        key = (pos, offset)
-        names = self._lemma_memo.get(key)
-        if names is None:
-            data = self._wn._data_file(pos)
-            data.seek(offset)
-            fields = data.readline().split(" ", 4 + 2 * 256)
-            count = int(fields[3], 16)
-            names = [_SYNTACTIC_MARKER.sub("", name) for name in fields[4:4 + 2 * count:2]]
-            self._lemma_memo[key] = names
-        return names
-
-
-# An adjective lemma's syntactic marker in a data file: "(a)", "(p)" or "(ip)".
-_SYNTACTIC_MARKER = re.compile(r"\([^()]*\)$")
+        """A synset's lemma names (what `synset.lemma_names()` gives, without building the Synset)."""
+        return self._index.lemma_names(pos, offset)
 
 
 def _plain_lower(lemma: str) -> bool:
@@ -172,17 +154,7 @@ def _inflect(phrase: str, suffix: str, pos: str) -> str:
 
 @functools.lru_cache(maxsize=1)
 def default_lexicon() -> WordNetLexicon:
-    """The process-wide lexicon (loaded once per worker; NLTK's index load takes a few seconds)."""
-    root = offline()
-    from nltk.corpus.reader.wordnet import WordNetCorpusReader
+    """The process-wide lexicon (loaded once per worker, from the compiled index)."""
+    from augment import wordnet_index
 
-    class EnglishWordNet(WordNetCorpusReader):
-        def map_wn(self, version="wordnet"):
-            """None, as for a WordNet of the same version: the mapping only serves Open Multilingual
-            Wordnet lookups, which the ops never make, and building it was half of every load."""
-            return None
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # "multilingual functions are not available": English only
-        reader = EnglishWordNet(str(root), None)
-    return WordNetLexicon(reader)
+    return WordNetLexicon(wordnet_index.load())

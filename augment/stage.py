@@ -52,9 +52,9 @@ class AugmentStage(Stage):
     @classmethod
     def preflight(cls, params: AugmentParams) -> None:
         if params.needs_lexicon:
-            from augment.wordnet_install import check
+            from augment.wordnet_index import ensure
 
-            check()
+            ensure()  # WordNet installed and compiled here, before any worker needs it
         for index, op in enumerate(params.ops):
             if op.uses_model:
                 from augment.model_ops import check_files

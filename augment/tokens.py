@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 import re
-import tempfile
 import warnings
-from pathlib import Path
 from typing import NamedTuple
 
 import regex
+
+from augment.cache import cache_dir
 
 _GAP = re.compile(r"(\s+)")
 # Lead: what comes before the first letter or digit. Trail: what follows the last letter, digit or
@@ -132,14 +131,8 @@ def _jieba():
         import jieba
 
     jieba.setLogLevel(logging.WARNING)
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "raybatch"
-    try:
-        cache.mkdir(parents=True, exist_ok=True)
-        writable = os.access(cache, os.W_OK)
-    except OSError:
-        writable = False
     tokenizer = jieba.Tokenizer()
-    tokenizer.tmp_dir = str(cache) if writable else tempfile.gettempdir()
+    tokenizer.tmp_dir = str(cache_dir())
     return tokenizer
 
 

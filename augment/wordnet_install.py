@@ -9,7 +9,8 @@ the same interpreter, so nobody has to set NLTK_DATA. NLTK 3.10 refuses symlinks
 corpus root, so the files are copied, not linked.
 
 `python -m augment.wordnet_install install` (run by `make setup`) apt-installs the packages when missing
-and lays the files out; `python -m augment.wordnet_install check` says whether it worked. Without Debian,
+and lays the files out, then compiles the index the lookups load (`augment.wordnet_index`);
+`python -m augment.wordnet_install check` says whether it worked. Without Debian,
 point `$RAYBATCH_WORDNET_DIR` at any WordNet 3.0 `dict/` folder instead of /usr/share/wordnet.
 """
 
@@ -119,7 +120,7 @@ def install(source: Path | None = None, base: Path | None = None, apt: bool = Tr
     tmp.mkdir()
     try:
         for name in DEBIAN_FILES:
-            shutil.copyfile(source / name, tmp / name)
+            shutil.copy2(source / name, tmp / name)  # with its mtime: the compiled index is named after it
         (tmp / "lexnames").write_text(lexnames_text(), encoding="ascii")
         if root.exists():
             if not missing_files(root):  # another process laid it out meanwhile
@@ -189,6 +190,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         root = install() if command == "install" else check()
+        if command == "install":
+            from augment import wordnet_index
+
+            wordnet_index.ensure()  # compiled once here, so no worker waits for it
     except LexiconMissing as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

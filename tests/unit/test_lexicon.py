@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from augment import wordnet_index
 from augment import wordnet_install as lexicon
 from tests.conftest import ROOT
 
@@ -87,6 +88,12 @@ stages:
     assert (tmp_path / "nltk" / "corpora" / "wordnet" / "lexnames").exists()
 
 
+@pytest.fixture(scope="module")
+def nltk_wordnet():
+    """NLTK's own reader: the reference the compiled index is checked against."""
+    return wordnet_index.nltk_reader(lexicon.offline())
+
+
 @pytest.fixture
 def no_network(monkeypatch):
     """Every way out records the attempt and fails; the test then checks nothing tried."""
@@ -137,17 +144,57 @@ def test_lexicon_command_reports_ready():
     assert Path(done.stdout.split(" in ")[-1].strip()).is_dir()
 
 
-def test_lean_lookups_match_nltk_synsets(sentences):
-    """Sense counts and lemma names read straight from WordNet's lines are what NLTK's Synsets hold."""
+def test_lean_lookups_match_nltk_synsets(sentences, nltk_wordnet):
+    """Sense counts and lemma names read from the compiled index are what NLTK's Synsets hold."""
     from augment.lexicon import default_lexicon
 
     lexicon = default_lexicon()
-    reader = lexicon._wn
     words = sorted({w.strip(".,!?;:'\"()").lower() for text in sentences for w in text.split()} - {""})
     assert len(words) > 300
-    for word in words:
+    for word in [*words, "geese", "ran", "better", "happier", "boxes", "went"]:  # irregular forms too
         for pos in "nvar":
-            synsets = reader.synsets(word, pos)
+            synsets = nltk_wordnet.synsets(word, pos)
             assert lexicon._forms(word).get(pos, (None, 0))[1] == len(synsets), (word, pos)
             names = [name for offset in lexicon._sense_offsets(word, pos) for name in lexicon._lemma_names(pos, offset)]
             assert names == [name for synset in synsets for name in synset.lemma_names()], (word, pos)
+
+
+def test_compiled_morphy_is_nltks_on_every_exception_and_inflection(nltk_wordnet):
+    index = wordnet_index.load()
+    forms = set()
+    for pos in "nvar":
+        forms |= set(nltk_wordnet._exception_map[pos])
+        lemmas = sorted(index.lemmas[pos])[::40]  # thousands of lemmas, each inflected every way
+        forms |= {lemma + suffix for lemma in lemmas for suffix in ("", "s", "es", "ies", "ed", "ing", "er", "est")}
+    assert len(forms) > 20_000
+    for form in sorted(forms):
+        for pos in "nvar":
+            assert index.morphy(form, pos) == nltk_wordnet._morphy(form, pos), (form, pos)
+    names = {(pos, offset) for pos in "nvar" for offset in list(index.names[pos])[::97]}
+    for pos, offset in names:
+        assert index.lemma_names(pos, offset) == nltk_wordnet.synset_from_pos_and_offset(pos, offset).lemma_names()
+
+
+def test_workers_load_the_compiled_index_without_nltk():
+    """A process with the index compiled loads it and never imports NLTK (or the scipy it pulls in)."""
+    wordnet_index.ensure()
+    code = ("import sys, time; t = time.perf_counter(); from augment.lexicon import default_lexicon as d; "
+            "l = d(); print(round(time.perf_counter() - t, 3), 'nltk' in sys.modules, l.synonyms('film', 'n')[:2])")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    _seconds, imported, synonyms = done.stdout.split(" ", 2)
+    assert imported == "False" and "movie" in synonyms, done.stderr
+
+
+def test_a_damaged_or_stale_index_is_rebuilt(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("RAYBATCH_NLTK_DATA", str(tmp_path / "nltk"))
+    root = lexicon.check()
+    path = wordnet_index.ensure()
+    assert path.parent == tmp_path / "cache" / "raybatch" and path.is_file()
+    good = wordnet_index.load()
+    path.write_bytes(path.read_bytes()[:1000])  # cut short, as by a full disk
+    assert wordnet_index.load().lemmas == good.lemmas and path.stat().st_size > 1000
+    (root / "adj.exc").write_text("fooer foo\n")  # other WordNet files: another index, by name
+    assert wordnet_index.cache_path(root) != path
+    assert wordnet_index.load().exceptions["a"]["fooer"] == ("foo",)
+    assert path.is_file()  # the old one is left as it was
