@@ -10,12 +10,11 @@ id, so with fewer copies than ops every op still gets its share of the rows.
 from __future__ import annotations
 
 import hashlib
-import random
 import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 
-from augment import languages, measures, ops
+from augment import languages, measures, ops, rng
 from augment.params import AugmentParams
 
 # 53 bits: every seed is exact as a float64 too, so a reader that turns a nullable integer column
@@ -142,16 +141,7 @@ class Augmenter:
     def _run(self, texts: list[str], seeds: list[int], specs: list) -> list[tuple[str | None, list[str]]]:
         """Apply the ops in order to each text, each with its own generator; per text, the result (None
         if no op changed it) and the ops that had nothing to edit. A model op runs over all texts at once."""
-        if len(texts) == 1 and not any(spec.uses_model for spec in specs):
-            text, rng, changed, idle = texts[0], random.Random(seeds[0]), False, []
-            for spec in specs:  # the hot path of rule-based augmentation: one text, no batching
-                out = ops.apply(text, rng, spec, self.vocab)
-                if out is None:
-                    idle.append(spec.op)
-                else:
-                    text, changed = out, True
-            return [(text if changed else None, idle)]
-        states = [[text, random.Random(seed), False, []] for text, seed in zip(texts, seeds)]
+        states = [[text, generator, False, []] for text, generator in zip(texts, rng.for_seeds(seeds))]
         for spec in specs:
             current = [state[0] for state in states]
             if spec.uses_model:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from augment.params import DeleteOp, InsertOp, ReorderOp, SubstituteOp, _OpBase
+from augment.rng import uniforms
 from augment.sentences import SENTENCE_END, shuffle_sentences
 from augment.tokens import MEMO_LIMIT, PARSE_CACHE, Tokens, is_word, parse, split_core, word_count
 
@@ -209,7 +210,7 @@ def delete(text: str, rng: random.Random, params: DeleteOp, vocab: Vocab) -> str
     if len(movable) < 2:
         return None
     cjk = parse(text).cjk
-    dropped = [i for i in movable if rng.random() < params.rate]
+    dropped = [i for i, u in zip(movable, uniforms(rng, len(movable))) if u < params.rate]
     cap = len(movable) - 1
     if params.max_edits:
         cap = min(cap, params.max_edits)
