@@ -20,6 +20,7 @@ _BEFORE_ADJ = frozenset("very so too quite rather really extremely more most les
                         "be been seems seemed".split())
 # Left neighbour -> the parts of speech it points to, in order of preference.
 _HINTS = {**{w: "na" for w in _BEFORE_NOUN}, **{w: "v" for w in _BEFORE_VERB}, **{w: "ar" for w in _BEFORE_ADJ}}
+_HINT_CLASSES = ("", *dict.fromkeys(_HINTS.values()))
 
 
 class WordNetLexicon:
@@ -61,13 +62,16 @@ class WordNetLexicon:
     def pos(self, word: str, previous: str = "") -> str | None:
         """The part of speech to take `word` as: the left neighbour's hint when WordNet allows it,
         else the one with the most senses (ties in n, v, a, r order)."""
-        key = (word, _HINTS.get(previous, ""))
+        return self._pos_after(word, _HINTS.get(previous, ""))
+
+    def _pos_after(self, word: str, hint: str) -> str | None:
+        key = (word, hint)
         if key in self._choice_memo:
             return self._choice_memo[key]
         forms = self._forms(word)
         choice = None
         if forms:
-            choice = next((p for p in key[1] if p in forms), None) if len(forms) > 1 else None
+            choice = next((p for p in hint if p in forms), None) if len(forms) > 1 else None
             if choice is None and len(forms) > 1 and word.endswith("ly") and "r" in forms:
                 choice = "r"
             if choice is None:
@@ -76,13 +80,29 @@ class WordNetLexicon:
         return choice
 
     def synonyms_in_context(self, word: str, previous: str, senses: int = 0) -> tuple[str, ...]:
-        """`synonyms(word, pos(word, previous), senses)` in one memoized lookup (the ops' hot path)."""
-        key = (word, _HINTS.get(previous, ""), senses)
+        """`synonyms(word, pos(word, previous), senses)` in one memoized lookup."""
+        return self._synonyms_after(word, _HINTS.get(previous, ""), senses)
+
+    def _synonyms_after(self, word: str, hint: str, senses: int) -> tuple[str, ...]:
+        key = (word, hint, senses)
         found = self._slot_memo.get(key)
         if found is None:
-            pos = self.pos(word, previous)
+            pos = self._pos_after(word, hint)
             found = self._slot_memo[key] = self.synonyms(word, pos, senses) if pos else ()
         return found
+
+    def synonyms_by_context(self, word: str, senses: int = 0) -> tuple[str, ...] | dict[str, tuple[str, ...]]:
+        """`synonyms_in_context` for every left neighbour at once (the ops' hot path): the synonyms
+        when they do not depend on the neighbour, else {neighbour class: synonyms}, the class being
+        `context(previous)`."""
+        found = {hint: self._synonyms_after(word, hint, senses) for hint in _HINT_CLASSES}
+        distinct = set(found.values())
+        return distinct.pop() if len(distinct) == 1 else found
+
+    @staticmethod
+    def context(previous: str) -> str:
+        """The class of a left neighbour (lower case) that `synonyms_by_context` keys on."""
+        return _HINTS.get(previous, "")
 
     def synonyms(self, word: str, pos: str, senses: int = 0) -> tuple[str, ...]:
         """Synonyms of lower-case `word` as `pos` from its first `senses` senses (0: all), in sense

@@ -58,9 +58,9 @@ class Vocab:
     protect: frozenset[str] = field(default_factory=frozenset)
     # Memos across rows (results depend on the words alone, never on the memo's state):
     # word -> 1 English, 0 not, -1 not Latin script (the language guard's), and
-    # (word, previous word, senses) -> synonyms (the lexical ops').
+    # senses -> word -> synonyms, or {class of the word before: synonyms} (the lexical ops').
     english: dict[str, int] = field(default_factory=dict, repr=False)
-    slots: dict[tuple[str, str, int], tuple[str, ...]] = field(default_factory=dict, repr=False)
+    slots: dict[int, dict[str, tuple | dict]] = field(default_factory=dict, repr=False)
 
 
 def edits_for(n_words: int, params: _OpBase) -> int:
@@ -82,31 +82,36 @@ def match_case(source: str, word: str) -> str:
 def _synonym_slots(text: str, senses: int, vocab: Vocab) -> tuple[tuple[int, tuple[str, ...]], ...]:
     """(token index, synonyms) for each token a lexical op may use: a plain word that is neither a
     stopword, a protected word nor a number (digits or words), and has synonyms for the part of
-    speech chosen in context."""
+    speech chosen in context (the word before it, tokens of punctuation alone skipped)."""
     lexicon = vocab.lexicon
     if lexicon is None:
         raise ValueError("substitute and insert need the WordNet lexicon")
-    memo = vocab.slots
-    if len(memo) >= MEMO_LIMIT:
-        memo.clear()
-    parsed = parse(text)
-    # Each word with the word before it (tokens of punctuation alone are skipped, not context).
-    indices = [i for i, core in enumerate(parsed.core_words) if core]
-    words = [parsed.core_words[i] for i in indices]
-    keys = list(zip(words, ["", *words[:-1]], itertools.repeat(senses)))
-    found = list(map(memo.get, keys))
-    if None in found:
-        found = [f if f is not None else _lookup(key, lexicon, vocab) for f, key in zip(found, keys)]
-    return tuple((index, synonyms) for index, synonyms in zip(indices, found) if synonyms)
+    memo = vocab.slots.get(senses)
+    if memo is None or len(memo) >= MEMO_LIMIT:
+        memo = vocab.slots[senses] = {}
+    words = parse(text).core_words
+    entries = list(map(memo.get, words))
+    if None in entries:
+        entries = [e if e is not None else _entry(w, senses, memo, vocab) for e, w in zip(entries, words)]
+    slots, previous = [], ""
+    for index, entry in enumerate(entries):
+        if entry:
+            if entry.__class__ is dict:  # the part of speech, so the synonyms, depend on the word before
+                entry = entry[lexicon.context(previous.lower())]
+            if entry:
+                slots.append((index, entry))
+        if words[index]:
+            previous = words[index]
+    return tuple(slots)
 
 
-def _lookup(key: tuple[str, str, int], lexicon, vocab: Vocab) -> tuple[str, ...]:
-    core, previous, senses = key
+def _entry(core: str, senses: int, memo: dict, vocab: Vocab) -> tuple[str, ...] | dict[str, tuple[str, ...]]:
+    """What a word offers the lexical ops, whatever its neighbours (see `_synonym_slots`)."""
     lower = core.lower()
-    synonyms = vocab.slots[key] = lexicon.synonyms_in_context(lower, previous.lower(), senses) \
-        if LEXICAL.match(core) and lower not in vocab.stopwords and lower not in vocab.protect \
+    found = memo[core] = vocab.lexicon.synonyms_by_context(lower, senses) \
+        if core and LEXICAL.match(core) and lower not in vocab.stopwords and lower not in vocab.protect \
         and lower not in NUMBER_WORDS else ()
-    return synonyms
+    return found
 
 
 def _movable(text: str, vocab: Vocab) -> list[int]:
