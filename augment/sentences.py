@@ -18,11 +18,15 @@ _ABBREVIATIONS = frozenset("""
 """.split())
 _INITIALS = re.compile(r"(?:\b[A-Za-z]\.)+\Z")  # J. or U.S. or e.g.
 SENTENCE_END = (".", "!", "?")
+_STOPS = ".!?…。！？"
 
 
 def split_sentences(text: str) -> tuple[list[str], list[str]]:
     """Sentences and the whitespace between them. A full stop after an abbreviation (Mr., etc.,
     Fig.) or an initial (J. K., U.S., e.g.) does not end a sentence."""
+    body = text[:-1]  # a stop ends a sentence only with something after it
+    if not any(stop in body for stop in _STOPS):
+        return [text], []  # most rows: decided without the regex, which tries every position
     sentences, gaps, start = [], [], 0
     for match in _SENTENCE_GAP.finditer(text):
         closing = match.group(1) if match.group(1) is not None else match.group(3)

@@ -65,6 +65,9 @@ def _described(words: list[str]) -> list[tuple]:
     return found
 
 
+_tuple_new = tuple.__new__  # builds a Parsed without the Python-level __new__ a namedtuple calls
+
+
 @functools.lru_cache(maxsize=PARSE_CACHE)
 def parse(text: str) -> Parsed:
     stripped = text.strip()
@@ -72,16 +75,17 @@ def parse(text: str) -> Parsed:
     if not words:
         return Parsed((), (), (), (), 0, True, (), ())
     if len(words) == 1 or " ".join(words) == stripped:
-        gaps, plain = [" "] * (len(words) - 1), True
+        gaps, plain = (" ",) * (len(words) - 1), True
     else:
         parts = _GAP.split(stripped)
-        words, gaps, plain = parts[0::2], parts[1::2], False
+        words, gaps, plain = parts[0::2], tuple(parts[1::2]), False
     cores, flags, cjk, core_words = zip(*_described(words))
     if True in cjk:
         words, gaps = segment(words, gaps, cjk)
+        gaps = tuple(gaps)
         cores, flags, cjk, core_words = zip(*_described(words))
         plain = False
-    return Parsed(tuple(words), tuple(gaps), cores, flags, sum(flags), plain, cjk, core_words)
+    return _tuple_new(Parsed, (tuple(words), gaps, cores, flags, flags.count(True), plain, cjk, core_words))
 
 
 def segment(words: list[str], gaps: list[str], cjk: list[bool]) -> tuple[list[str], list[str]]:
