@@ -187,17 +187,19 @@ class Augmenter:
         for k, i in enumerate(rows):
             if lexical and lexical[k] and not made[k]:
                 counts["rows_unsupported_language"] += 1
-            results[i].skipped = "; ".join(dict.fromkeys(notes[k])) or None
+            if notes[k]:
+                results[i].skipped = "; ".join(dict.fromkeys(notes[k]))
 
     def _attempts(self, plan: _Plan, copy: int, pending: list[int], texts, row_ids, seen, notes) -> dict[int, Copy]:
         """One copy of each pending row, retried with new seeds while it is a duplicate or edits too much."""
         kept: dict[int, Copy] = {}
         why: dict[int, str] = {}
         counts = self.counts
+        label = plan.label
         for attempt in range(plan.retries + 1):
             if not pending:
                 break
-            seeds = [derive_seed(self.seed, row_ids[k], copy, plan.label, attempt) for k in pending]
+            seeds = [derive_seed(self.seed, row_ids[k], copy, label, attempt) for k in pending]
             outs = self._run([texts[k] for k in pending], seeds, plan.specs)
             again = []
             for k, seed, (out, idle) in zip(pending, seeds, outs):
@@ -205,21 +207,23 @@ class Augmenter:
                     for name in idle:
                         counts[f"op_{name}_no_candidates"] += 1
                 if out is not None and attempt:
-                    counts[f"op_{plan.label}_retries"] += 1
+                    counts[f"op_{label}_retries"] += 1
                 reason, rate = self._judge(texts[k], out, seen[k], plan.bound)
                 if reason is None:
-                    why.pop(k, None)
-                    kept[k] = Copy(copy, out, plan.label, seed, round(rate, 6))
-                    counts[f"op_{plan.label}_made"] += 1
+                    if attempt:
+                        why.pop(k, None)
+                    kept[k] = Copy(copy, out, label, seed, round(rate, 6))
                     continue
                 why[k] = reason
                 if reason != "no_candidates":  # another seed finds no more candidates than this one
                     again.append(k)
             pending = again
+        if kept:
+            counts[f"op_{label}_made"] += len(kept)
         for k, reason in why.items():
             if reason != "no_candidates":
-                counts[f"op_{plan.label}_dropped_{reason}"] += 1
-            notes[k].append(f"{plan.label}:{reason}")
+                counts[f"op_{label}_dropped_{reason}"] += 1
+            notes[k].append(f"{label}:{reason}")
         return kept
 
     @staticmethod

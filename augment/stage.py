@@ -83,7 +83,7 @@ class AugmentStage(Stage):
         row_ids = batch[ROW_ID].to_pylist()
         splits = batch[p.split_column].to_pylist() if p.split_column else None
         allowed = p.augmented_splits
-        results: dict[int, RowResult] = {}
+        results: list[RowResult | None] = [None] * len(texts)  # None: a failed row
         chosen = []
         for i in range(len(texts)):
             if i in failures:
@@ -97,8 +97,12 @@ class AugmentStage(Stage):
         if p.languages is not None and p.lang_column in batch.column_names:
             column = batch[p.lang_column].to_pylist()
             langs = [column[i] for i in chosen]
-        made = self.augmenter.augment_block([texts[i] for i in chosen], [row_ids[i] for i in chosen], langs)
-        results.update(zip(chosen, made))
+        if len(chosen) == len(texts):  # every row: no copies of the lists
+            results = self.augmenter.augment_block(texts, row_ids, langs)
+        else:
+            made = self.augmenter.augment_block([texts[i] for i in chosen], [row_ids[i] for i in chosen], langs)
+            for i, result in zip(chosen, made):
+                results[i] = result
         # One tuple per output row: (input index, text, row_id, op, seed, augmented, rate, skipped, source)
         rows: list[tuple] = []
         # A row accounts for its input row only if it came in doing so: after an earlier augment,
