@@ -18,17 +18,23 @@ from augment.tokens import MEMO_LIMIT, PARSE_CACHE, parse
 _LATIN = regex.compile(r"\p{Latin}")
 
 
+# A word's memo value, chosen so that summing a row's values counts both at once.
+_LATIN_WORD = 1 << 32  # a word written in Latin script
+_ENGLISH_WORD = _LATIN_WORD + 1  # ... that is English
+
+
 def _english(core: str, vocab: Vocab) -> int:
-    """1: an English word; 0: a Latin-script word that is not; -1: not a Latin-script word."""
+    """_ENGLISH_WORD, _LATIN_WORD (a Latin-script word that is not English) or 0 (not Latin script)."""
     found = vocab.english.get(core)
     if found is None:
         if len(vocab.english) >= MEMO_LIMIT:
             vocab.english.clear()
-        if not _LATIN.search(core):
-            found = -1
+        if not core or not _LATIN.search(core):
+            found = 0
         else:
             lower = core.lower()
-            found = int(lower in STOPWORDS or (LEXICAL.match(lower) is not None and vocab.lexicon.known(lower)))
+            english = lower in STOPWORDS or (LEXICAL.match(lower) is not None and vocab.lexicon.known(lower))
+            found = _ENGLISH_WORD if english else _LATIN_WORD
         vocab.english[core] = found
     return found
 
@@ -53,11 +59,11 @@ def has_english_words(text: str, vocab: Vocab) -> bool:
 def _english_counts(text: str, vocab: Vocab) -> tuple[int, int]:
     """(English words, Latin-script words) of a text."""
     words = parse(text).core_words
-    found = list(map(vocab.english.get, words))
-    if None in found:
-        found = [f if f is not None else (_english(w, vocab) if w else -1) for f, w in zip(found, words)]
-    known = found.count(1)
-    return known, known + found.count(0)
+    try:
+        total = sum(map(vocab.english.__getitem__, words))  # a miss raises: no scan for one
+    except KeyError:
+        total = sum(_english(w, vocab) for w in words)
+    return total % _LATIN_WORD, total // _LATIN_WORD
 
 
 def detect(text: str) -> str:

@@ -57,7 +57,7 @@ class Vocab:
     stopwords: frozenset[str] = STOPWORDS
     protect: frozenset[str] = field(default_factory=frozenset)
     # Memos across rows (results depend on the words alone, never on the memo's state):
-    # word -> 1 English, 0 not, -1 not Latin script (the language guard's), and
+    # word -> whether it is English and written in Latin script (the language guard's), and
     # senses -> word -> synonyms, or {class of the word before: synonyms} (the lexical ops').
     english: dict[str, int] = field(default_factory=dict, repr=False)
     slots: dict[int, dict[str, tuple | dict]] = field(default_factory=dict, repr=False)
@@ -90,9 +90,10 @@ def _synonym_slots(text: str, senses: int, vocab: Vocab) -> tuple[tuple[int, tup
     if memo is None or len(memo) >= MEMO_LIMIT:
         memo = vocab.slots[senses] = {}
     words = parse(text).core_words
-    entries = list(map(memo.get, words))
-    if None in entries:
-        entries = [e if e is not None else _entry(w, senses, memo, vocab) for e, w in zip(entries, words)]
+    try:
+        entries = list(map(memo.__getitem__, words))  # no scan for misses: they raise
+    except KeyError:
+        entries = [memo[w] if w in memo else _entry(w, senses, memo, vocab) for w in words]
     slots, previous = [], ""
     for index, entry in enumerate(entries):
         if entry:

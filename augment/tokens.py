@@ -59,10 +59,10 @@ def _describe(token: str) -> tuple[tuple[str, str, str], bool, bool, str]:
 
 
 def _described(words: list[str]) -> list[tuple]:
-    found = list(map(_cores.get, words))  # the hot path: every token of a corpus repeats
-    if None in found:
-        found = [d if d is not None else _describe(w) for d, w in zip(found, words)]
-    return found
+    try:
+        return list(map(_cores.__getitem__, words))  # the hot path: every token of a corpus repeats
+    except KeyError:
+        return [_cores[w] if w in _cores else _describe(w) for w in words]
 
 
 _tuple_new = tuple.__new__  # builds a Parsed without the Python-level __new__ a namedtuple calls
