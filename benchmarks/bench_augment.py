@@ -10,8 +10,9 @@ workloads, each side a whole command on the same Parquet rows of SST-2 text (rep
   through `nltk.corpus.wordnet` (EDA's synonym replacement and random insertion), nlpaug's
   `RandomWordAug` swap and delete; then one Parquet write.
 - Peak memory: the largest sum of PSS (RSS where PSS is unavailable) over each side's process tree,
-  sampled every 0.2 s; PSS splits shared pages (Ray's object store) between the processes mapping
-  them. `--flat-rows N` also runs raybatch on N rows and prints its peak against the first size.
+  sampled every 0.5 s from the kernel's smaps_rollup; PSS splits shared pages (Ray's object store)
+  between the processes mapping them. `--flat-rows N` also runs raybatch on N rows and prints its
+  peak against the first size.
 
     .venv/bin/python benchmarks/bench_augment.py --rows 1000000 --pairs 2
     .venv/bin/python benchmarks/bench_augment.py --rows 1000000 --flat-rows 10000000 --skip-loop

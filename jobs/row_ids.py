@@ -26,6 +26,8 @@ def assign(values: list | None, shard: Shard) -> tuple[list[str], dict[int, tupl
     n = shard.num_rows
     if values is None:
         return [f"{shard.name}:{shard.row_start + i}" for i in range(n)], {}
+    if not shard.duplicates and None not in values:  # the common case: every row keeps its id
+        return list(map(str, values)), {}
     duplicates = set(shard.duplicates)
     ids, failures = [], {}
     for i, value in enumerate(values):
