@@ -27,6 +27,8 @@ from augment.wordnet_install import DEBIAN_FILES, check, offline
 FORMAT = 1  # bumped when what the file holds changes
 POS = ("n", "v", "a", "r")
 _DATA_FILES = {"n": "data.noun", "v": "data.verb", "a": "data.adj", "r": "data.adv"}
+# What reading an absent, cut-short or foreign file raises: it is then built again.
+_UNREADABLE = (OSError, ValueError, EOFError, TypeError, KeyError, AttributeError)
 
 
 @dataclass(frozen=True)
@@ -59,7 +61,7 @@ def load() -> WordNetIndex:
     path = cache_path(check())
     try:
         return _from_file(path)
-    except (OSError, ValueError, EOFError, TypeError, KeyError):  # absent, or damaged: build it
+    except _UNREADABLE:  # absent, or damaged: build it
         return _from_file(build(path))
 
 
@@ -86,7 +88,7 @@ def build(path: Path) -> Path:
         try:
             _from_file(path)
             return path  # another process built it while this one waited
-        except (OSError, ValueError, EOFError, TypeError, KeyError):
+        except _UNREADABLE:
             pass
         tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}")
         try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import marshal
 import os
 import socket
 import subprocess
@@ -194,6 +195,8 @@ def test_a_damaged_or_stale_index_is_rebuilt(tmp_path, monkeypatch):
     good = wordnet_index.load()
     path.write_bytes(path.read_bytes()[:1000])  # cut short, as by a full disk
     assert wordnet_index.load().lemmas == good.lemmas and path.stat().st_size > 1000
+    path.write_bytes(marshal.dumps(7))  # something else entirely
+    assert wordnet_index.load().names == good.names
     (root / "adj.exc").write_text("fooer foo\n")  # other WordNet files: another index, by name
     assert wordnet_index.cache_path(root) != path
     assert wordnet_index.load().exceptions["a"]["fooer"] == ("foo",)
