@@ -34,7 +34,6 @@ class WordNetLexicon:
         self._syn_memo: dict[tuple[str, str, int], tuple[str, ...]] = {}
         self._known_memo: dict[str, bool] = {}
         self._choice_memo: dict[tuple[str, str], str | None] = {}
-        self._slot_memo: dict[tuple[str, str, int], tuple[str, ...]] = {}
 
     def _forms(self, word: str) -> dict[str, tuple[str, int]]:
         """pos -> (base form, number of senses) for each part of speech WordNet has `word` as."""
@@ -62,7 +61,7 @@ class WordNetLexicon:
     def pos(self, word: str, previous: str = "") -> str | None:
         """The part of speech to take `word` as: the left neighbour's hint when WordNet allows it,
         else the one with the most senses (ties in n, v, a, r order)."""
-        return self._pos_after(word, _HINTS.get(previous, ""))
+        return self._pos_after(word, self.context(previous))
 
     def _pos_after(self, word: str, hint: str) -> str | None:
         key = (word, hint)
@@ -79,22 +78,14 @@ class WordNetLexicon:
         self._choice_memo[key] = choice
         return choice
 
-    def synonyms_in_context(self, word: str, previous: str, senses: int = 0) -> tuple[str, ...]:
-        """`synonyms(word, pos(word, previous), senses)` in one memoized lookup."""
-        return self._synonyms_after(word, _HINTS.get(previous, ""), senses)
-
     def _synonyms_after(self, word: str, hint: str, senses: int) -> tuple[str, ...]:
-        key = (word, hint, senses)
-        found = self._slot_memo.get(key)
-        if found is None:
-            pos = self._pos_after(word, hint)
-            found = self._slot_memo[key] = self.synonyms(word, pos, senses) if pos else ()
-        return found
+        pos = self._pos_after(word, hint)
+        return self.synonyms(word, pos, senses) if pos else ()
 
     def synonyms_by_context(self, word: str, senses: int = 0) -> tuple[str, ...] | dict[str, tuple[str, ...]]:
-        """`synonyms_in_context` for every left neighbour at once (the ops' hot path): the synonyms
-        when they do not depend on the neighbour, else {neighbour class: synonyms}, the class being
-        `context(previous)`."""
+        """`synonyms(word, pos(word, previous), senses)` for every left neighbour at once (the ops'
+        hot path): the synonyms when they do not depend on the neighbour, else {neighbour class:
+        synonyms}, the class being `context(previous)`."""
         found = {hint: self._synonyms_after(word, hint, senses) for hint in _HINT_CLASSES}
         distinct = set(found.values())
         return distinct.pop() if len(distinct) == 1 else found
