@@ -95,7 +95,8 @@ def run(spec: str = typer.Argument(..., metavar="SPEC", help="Job spec (YAML), o
             raise SpecError(f"{spec_source(spec)}: a train spec (it has train:, no stages): run it with "
                             f"`raybatch train {spec}`")
         job = parse_spec(raw, source=spec_source(spec), date=date)
-        plan = plan_job(job, check_engines=False)  # the actors check their own engine as they load it
+        # The actors check their own engine as they load it; a run reads the row ids while Ray starts.
+        plan = plan_job(job, check_engines=False, row_ids=dry_run)
         if dry_run:
             _print_plan(_plan_summary(job, plan), as_json)
             return

@@ -103,7 +103,7 @@ def actor_pool_args(params: StageParams, total_cpus: float, total_gpus: float, a
 
 
 def _make_sink(loc: commit.OutputLocation, input_columns: list[str], compression: str, shared: bool,
-               segment: Segment, scrub):
+               embedded: bool, segment: Segment, scrub):
     from ray.data import Datasink
 
     class StagingSink(Datasink):
@@ -124,8 +124,10 @@ def _make_sink(loc: commit.OutputLocation, input_columns: list[str], compression
 
         @property
         def supports_distributed_writes(self) -> bool:
-            # A local path is only the driver node's, unless every node mounts it.
-            return shared or not loc.is_local()
+            # A local path is only the driver node's, unless every node mounts it. An embedded Ray
+            # is the driver's node alone: saying so lets Ray Data fuse the write into the task that
+            # read and transformed the block, instead of a second task pinned to the node.
+            return shared or not loc.is_local() or embedded
 
     return StagingSink()
 
@@ -197,7 +199,7 @@ def execute(plan: JobPlan, shards: list[Shard], segment: Segment | None = None, 
                                 num_cpus=min(params.resources.num_cpus, 1.0))
     scrubbers = [f for f in (cls.scrubber(p) for cls, p in zip(plan.stage_classes, spec.stages)) if f]
     sink = _make_sink(plan.output, plan.schema.names, spec.output.compression, spec.output.shared_filesystem,
-                      segment, _chain(scrubbers))
+                      local, segment, _chain(scrubbers))
     _hide_ray_data_errors_on_console()
     try:
         ds.write_datasink(sink)

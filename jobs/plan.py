@@ -41,10 +41,20 @@ class JobPlan:
     shards: list[Shard]
     stage_classes: list[type[Stage]]
     output: commit.OutputLocation
+    row_ids_planned: bool = True  # the shards' duplicate rows and identity digests are filled in
 
     def with_files(self, files: list[InputFile]) -> "JobPlan":
-        """The same plan over a subset of the files (incremental runs); shards are renumbered."""
-        return replace(self, files=files, shards=_shards(self.spec, self.fs, files, self.schema))
+        """The same plan over a subset of the files (incremental runs); shards are renumbered, and
+        their row ids are planned again by `with_row_ids`."""
+        return replace(self, files=files, shards=plan_shards(files, self.spec.input.shard_rows), row_ids_planned=False)
+
+    def with_row_ids(self) -> "JobPlan":
+        """The plan with its shards' duplicate rows and identity digests: reading every id is most of
+        a large input's planning, so `run` does it while Ray starts."""
+        if self.row_ids_planned:
+            return self
+        shards = plan_ids(self.fs, self.files, self.shards, self.id_column, self.spec.input.duplicate_ids)
+        return replace(self, shards=shards, row_ids_planned=True)
 
     @property
     def rows_in(self) -> int:
@@ -58,6 +68,8 @@ class JobPlan:
         """Changes when the spec, the input files or the code change: staging is then redone. The
         run's date counts only through the paths it fills: a run killed before midnight and rerun
         after it, with no {date} in its paths, resumes."""
+        if not self.row_ids_planned:
+            raise RuntimeError("the plan's row ids are not planned yet (JobPlan.with_row_ids)")
         spec = self.spec.resolved()
         spec.pop("date", None)
         payload = {"spec": spec, "code": code_digest(self.stage_classes),
@@ -75,9 +87,10 @@ class JobPlan:
         return found
 
 
-def plan_job(spec: JobSpec, check_engines: bool = True) -> JobPlan:
+def plan_job(spec: JobSpec, check_engines: bool = True, row_ids: bool = True) -> JobPlan:
     """Validate the job end to end without Ray; raise SpecError/InputDataError/OutputConflict.
-    `check_engines` also checks model stages against the engine installed here (see Stage.check_engine)."""
+    `check_engines` also checks model stages against the engine installed here (see Stage.check_engine).
+    Without `row_ids`, reading the ids (duplicates, digests) is left to `JobPlan.with_row_ids`."""
     classes = [stage_class(p.use, where=f"{spec.source}: stages[{i}].use") for i, p in enumerate(spec.stages)]
     for index, (cls, params) in enumerate(zip(classes, spec.stages)):
         try:
@@ -98,12 +111,9 @@ def plan_job(spec: JobSpec, check_engines: bool = True) -> JobPlan:
     output.check_replaceable(spec.name)
     schema = read_schema(fs, files)
     check_columns(spec, schema, classes, files[0].path)
-    return JobPlan(spec, fs, files, schema, _shards(spec, fs, files, schema), classes, output)
-
-
-def _shards(spec: JobSpec, fs: pafs.FileSystem, files: list[InputFile], schema: pa.Schema) -> list[Shard]:
-    shards = plan_shards(files, spec.input.shard_rows)
-    return plan_ids(fs, files, shards, effective_id_column(spec.input.id_column, schema), spec.input.duplicate_ids)
+    plan = JobPlan(spec, fs, files, schema, plan_shards(files, spec.input.shard_rows), classes, output,
+                   row_ids_planned=False)
+    return plan.with_row_ids() if row_ids else plan
 
 
 def check_no_overlap(spec: JobSpec, output: commit.OutputLocation, inputs: list[str]) -> None:

@@ -65,6 +65,7 @@ def run_job(plan: JobPlan, overwrite: bool = False, progress: RunProgress | None
 
 def _run_locked(plan: JobPlan, overwrite: bool, progress: RunProgress) -> RunResult:
     started = time.time()
+    phases = _Phases(started)
     spec, loc = plan.spec, plan.output
     folder = state_dir(spec.output_template or spec.output.path, spec.name)
     incremental = IncrementalState.for_job(folder, spec.name, plan.fs) if spec.input.incremental else None
@@ -77,6 +78,11 @@ def _run_locked(plan: JobPlan, overwrite: bool, progress: RunProgress) -> RunRes
         loc.check_replaceable(spec.name)  # again under the lock: the folder may have changed since planning
         if incremental is not None:
             plan = plan.with_files(incremental.new_files(plan.files, loc.path))
+        if overwrite or not loc.is_committed():  # a run, unless what `recover` finished is this run
+            phases.end("prepare")
+            plan = _row_ids_while_ray_starts(plan, progress)
+            phases.end("ray_start")
+        plan = plan.with_row_ids()
         fingerprint = plan.fingerprint()
         # A rerun after a kill mid-publish finds that publish completed by `recover`: with the same
         # spec, input and code it is this run's output already, even under --overwrite.
@@ -85,7 +91,6 @@ def _run_locked(plan: JobPlan, overwrite: bool, progress: RunProgress) -> RunRes
             return RunResult(loc.path, skipped=True, recovered=recovered)
         if loc.is_committed():
             loc.check_unchanged()
-        phases = _Phases(started)
         manifest = _produce(plan, fingerprint, incremental is not None, started, phases, progress)
         warnings = _write_readers_files(loc, manifest)
         if incremental is not None:
@@ -97,6 +102,18 @@ def _run_locked(plan: JobPlan, overwrite: bool, progress: RunProgress) -> RunRes
         phases.end("commit")
     return RunResult(loc.path, skipped=False, manifest=manifest.model_dump(), seconds=time.time() - started,
                      recovered=recovered, phases=phases.seconds, warnings=warnings)
+
+
+def _row_ids_while_ray_starts(plan: JobPlan, progress: RunProgress) -> JobPlan:
+    """Read the row ids (a large input's planning) in a thread while Ray starts on this one: Ray's
+    start mostly waits for its processes, and Ray wants the main thread."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="row-ids") as pool:
+        planned = pool.submit(plan.with_row_ids)
+        progress.phase("starting Ray")
+        init_ray()
+        return planned.result()
 
 
 def _produce(plan: JobPlan, fingerprint: str, incremental: bool, started: float, phases: _Phases,
