@@ -63,6 +63,14 @@ class ReportData:
     files_root: Path | None = None  # where the files were read (staging, while a run writes its report)
 
 
+def _read_columns(path: Path, columns: list[str]):
+    """One file's columns, read as one file (pq.read_table would load the dataset API for it)."""
+    import pyarrow.parquet as pq
+
+    with pq.ParquetFile(path) as parquet:
+        return parquet.read(columns=columns)
+
+
 def load_report(output: str | Path, column: str | None = None, manifest: dict | None = None) -> ReportData:
     """Read the manifest and the files it lists (never a directory listing: the manifest is the
     commit). The parts' write times (`written_at`) give the throughput over time. A run passes its
@@ -103,7 +111,7 @@ def load_report(output: str | Path, column: str | None = None, manifest: dict | 
     if column and present and column not in (names := pq.read_schema(present[0]).names):
         raise InputDataError(f"--column {column!r} is not in the output; available: {', '.join(names)}")
     column = column or _default_column(manifest, present)
-    lengths = [_text_lengths(pq.read_table(p, columns=[column])[column])
+    lengths = [_text_lengths(_read_columns(p, [column])[column])
                for p in present if column and column in pq.read_schema(p).names]
     dead_lengths, causes = [], {}
     for entry in manifest.get("dead_letter_files", []):
@@ -111,7 +119,7 @@ def load_report(output: str | Path, column: str | None = None, manifest: dict | 
             continue
         path = output / entry["path"]
         names = pq.read_schema(path).names
-        table = pq.read_table(path, columns=[c for c in ("stage", "error_type", column) if c and c in names])
+        table = _read_columns(path, [c for c in ("stage", "error_type", column) if c and c in names])
         stages = table["stage"].to_pylist() if "stage" in names else ["?"] * table.num_rows
         types = table["error_type"].to_pylist() if "error_type" in names else ["?"] * table.num_rows
         for key in zip(stages, types):
