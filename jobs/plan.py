@@ -1,7 +1,8 @@
-"""Everything checked before Ray starts: stages, output path, input files, columns, row ids.
+"""Everything checked before any work starts: stages, output path, input files, columns, row ids.
 
 `plan_job` (used by `validate` and `run` alike) raises one of our errors naming the place; a plan
-that passes has its shards, their identity digests and the job's fingerprint.
+that passes has its shards, their identity digests and the job's fingerprint. `run` reads the row
+ids (duplicates, digests), most of a large input's planning, while Ray starts (jobs/runner.py).
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""One run's lifecycle, in order: lock → recover → incremental → staging → execute → verify → publish.
+"""One run's lifecycle, in order: lock → recover → incremental → row ids while Ray starts → staging →
+execute → verify → publish.
 
 The lock is per output path (and per job for incremental jobs); everything after it touches only
 what this job writes: its staging folder, its committed output, its own bookkeeping files.
