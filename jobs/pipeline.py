@@ -103,7 +103,7 @@ def actor_pool_args(params: StageParams, total_cpus: float, total_gpus: float, a
 
 
 def _make_sink(loc: commit.OutputLocation, input_columns: list[str], compression: str, shared: bool,
-               embedded: bool, segment: Segment, scrub):
+               fuse_writes: bool, segment: Segment, scrub):
     from ray.data import Datasink
 
     class StagingSink(Datasink):
@@ -125,9 +125,10 @@ def _make_sink(loc: commit.OutputLocation, input_columns: list[str], compression
         @property
         def supports_distributed_writes(self) -> bool:
             # A local path is only the driver node's, unless every node mounts it. An embedded Ray
-            # is the driver's node alone: saying so lets Ray Data fuse the write into the task that
-            # read and transformed the block, instead of a second task pinned to the node.
-            return shared or not loc.is_local() or embedded
+            # is the driver's node alone: after a task stage, saying so lets Ray Data fuse the write
+            # into the task that read and transformed the block, instead of a second task pinned to
+            # the node (after an actor pool nothing fuses, and the writes stay pinned as before).
+            return shared or not loc.is_local() or fuse_writes
 
     return StagingSink()
 
@@ -198,8 +199,9 @@ def execute(plan: JobPlan, shards: list[Shard], segment: Segment | None = None, 
                                 batch_format="pyarrow", zero_copy_batch=True,
                                 num_cpus=min(params.resources.num_cpus, 1.0))
     scrubbers = [f for f in (cls.scrubber(p) for cls, p in zip(plan.stage_classes, spec.stages)) if f]
+    fuse_writes = local and not in_actors[steps[-1].stage]  # an embedded Ray, and a task stage last
     sink = _make_sink(plan.output, plan.schema.names, spec.output.compression, spec.output.shared_filesystem,
-                      local, segment, _chain(scrubbers))
+                      fuse_writes, segment, _chain(scrubbers))
     _hide_ray_data_errors_on_console()
     try:
         ds.write_datasink(sink)
