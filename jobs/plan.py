@@ -42,12 +42,16 @@ class JobPlan:
     shards: list[Shard]
     stage_classes: list[type[Stage]]
     output: commit.OutputLocation
-    row_ids_planned: bool = True  # the shards' duplicate rows and identity digests are filled in
 
     def with_files(self, files: list[InputFile]) -> "JobPlan":
         """The same plan over a subset of the files (incremental runs); shards are renumbered, and
         their row ids are planned again by `with_row_ids`."""
-        return replace(self, files=files, shards=plan_shards(files, self.spec.input.shard_rows), row_ids_planned=False)
+        return replace(self, files=files, shards=plan_shards(files, self.spec.input.shard_rows))
+
+    @property
+    def row_ids_planned(self) -> bool:
+        """Whether the shards' duplicate rows and identity digests are filled in (a digest is never empty)."""
+        return all(shard.digest for shard in self.shards)
 
     def with_row_ids(self) -> "JobPlan":
         """The plan with its shards' duplicate rows and identity digests: reading every id is most of
@@ -55,7 +59,7 @@ class JobPlan:
         if self.row_ids_planned:
             return self
         shards = plan_ids(self.fs, self.files, self.shards, self.id_column, self.spec.input.duplicate_ids)
-        return replace(self, shards=shards, row_ids_planned=True)
+        return replace(self, shards=shards)
 
     @property
     def rows_in(self) -> int:
@@ -112,8 +116,7 @@ def plan_job(spec: JobSpec, check_engines: bool = True, row_ids: bool = True) ->
     output.check_replaceable(spec.name)
     schema = read_schema(fs, files)
     check_columns(spec, schema, classes, files[0].path)
-    plan = JobPlan(spec, fs, files, schema, plan_shards(files, spec.input.shard_rows), classes, output,
-                   row_ids_planned=False)
+    plan = JobPlan(spec, fs, files, schema, plan_shards(files, spec.input.shard_rows), classes, output)
     return plan.with_row_ids() if row_ids else plan
 
 
