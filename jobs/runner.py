@@ -12,6 +12,8 @@ import time
 import uuid
 from dataclasses import dataclass
 
+import pyarrow.fs as pafs
+
 from jobs import commit
 from jobs.commit.models import Manifest
 from jobs.crashpoints import crash_point
@@ -79,11 +81,11 @@ def _run_locked(plan: JobPlan, overwrite: bool, progress: RunProgress) -> RunRes
         loc.check_replaceable(spec.name)  # again under the lock: the folder may have changed since planning
         if incremental is not None:
             plan = plan.with_files(incremental.new_files(plan.files, loc.path))
-        if overwrite or not loc.is_committed():  # a run, unless what `recover` finished is this run
+        if _fresh_run(loc, overwrite, recovered):
             phases.end("prepare")
             plan = _row_ids_while_ray_starts(plan, progress)
             phases.end("ray_start")
-        plan = plan.with_row_ids()
+        plan = plan.with_row_ids()  # a rerun reads them first: it may need no Ray at all
         fingerprint = plan.fingerprint()
         # A rerun after a kill mid-publish finds that publish completed by `recover`: with the same
         # spec, input and code it is this run's output already, even under --overwrite.
@@ -103,6 +105,15 @@ def _run_locked(plan: JobPlan, overwrite: bool, progress: RunProgress) -> RunRes
         phases.end("commit")
     return RunResult(loc.path, skipped=False, manifest=manifest.model_dump(), seconds=time.time() - started,
                      recovered=recovered, phases=phases.seconds, warnings=warnings)
+
+
+def _fresh_run(loc: commit.OutputLocation, overwrite: bool, recovered: str | None) -> bool:
+    """Whether this run will surely compute something, so Ray may start before its row ids are read.
+    Not so after a kill: `recover` may have finished this very run's publish, or staging may hold
+    every shard already; that rerun learns it from the ids, and starts Ray only for what is left."""
+    if recovered is not None or loc.fs.get_file_info(loc.staging).type != pafs.FileType.NotFound:
+        return False
+    return overwrite or not loc.is_committed()
 
 
 def _row_ids_while_ray_starts(plan: JobPlan, progress: RunProgress) -> JobPlan:
