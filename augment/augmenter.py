@@ -21,7 +21,7 @@ from augment.params import AugmentParams
 # into floats (pandas, JSON in JavaScript) still holds the seed that replays the copy.
 _SEED_MASK = (1 << 53) - 1
 # Rows whose copies rule ops make together: few enough that their parses stay cached (tokens.PARSE_CACHE).
-RULE_CHUNK = 64
+RULE_CHUNK = 256
 
 
 def derive_seed(seed: int, row_id: str, copy: int, op: str, attempt: int) -> int:
@@ -163,7 +163,7 @@ class Augmenter:
         plans, counts, n_plans = self._plans, self.counts, len(self._plans)
         mine = [texts[i] for i in rows]
         ids = [row_ids[i] for i in rows]
-        seen = [{measures.normalize(text)} for text in mine]
+        seen = [{measures.normalize_parsed(text)} for text in mine]
         starts = [first_plan(self.seed, row_id, n_plans) for row_id in ids]
         lexical = self._lexical and [not languages.has_english_words(text, self.vocab) for text in mine]
         notes: list[list[str]] = [[] for _ in rows]

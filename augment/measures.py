@@ -27,3 +27,11 @@ def edit_rate(parent: str, child: str) -> float:
 def normalize(text: str) -> str:
     """What dedup compares: case-folded, whitespace collapsed."""
     return " ".join(text.casefold().split())
+
+
+def normalize_parsed(text: str) -> str:
+    """normalize(text), from the text's cached parse where its tokens are the whitespace-separated
+    ones (casefolding never makes or removes whitespace, so it may come after the split)."""
+    parsed = parse(text)
+    return normalize(text) if True in parsed.cjk else " ".join(parsed.words).casefold()
+

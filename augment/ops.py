@@ -180,12 +180,13 @@ def reorder(text: str, rng: random.Random, params: ReorderOp, vocab: Vocab) -> s
     movable = _movable(text, vocab)
     if len(movable) < 2:
         return None
-    cores = [parse(text).cores[i] for i in movable]
+    parsed = parse(text)
+    cores = [parsed.cores[i] for i in movable]
     if len({c[1] for c in cores}) < 2:
         return None  # every movable word is the same word
     initial = _sentence_initial(tokens, movable)
     order = list(range(len(movable)))
-    script = [parse(text).cjk[i] for i in movable]
+    script = [parsed.cjk[i] for i in movable]
     mixed = len(set(script)) > 1
     for _ in range(edits_for(word_count(text), params)):
         a = rng.randrange(len(order))
@@ -229,6 +230,32 @@ def delete(text: str, rng: random.Random, params: DeleteOp, vocab: Vocab) -> str
         dropped = rng.sample(dropped, cap)
     gone = set(dropped)
     first_word = movable[0]
+    if tokens.plain and all(_bare(tokens.words[i]) for i in gone):
+        # Single spaces and no punctuation to move: the common case is a filter.
+        words = [token for index, token in enumerate(tokens.words) if index not in gone]
+        gaps = tokens.gaps[:len(words) - 1]
+    else:
+        words, gaps = _without(tokens, gone, cjk)
+    if first_word in gone:
+        # The sentence's first word went: its capital passes to the new first word.
+        source = split_core(tokens.words[first_word])[1]
+        for position, token in enumerate(words):
+            lead, core, trail = split_core(token)
+            if is_word(core):
+                if source[:1].isupper() and core[:1].islower():
+                    words[position] = lead + core[:1].upper() + core[1:] + trail
+                break
+    tokens.words, tokens.gaps = words, gaps
+    return tokens.text()
+
+
+def _bare(token: str) -> bool:
+    """A token without leading or trailing punctuation (it starts and ends with a letter or digit)."""
+    return token[:1].isalnum() and token[-1:].isalnum()
+
+
+def _without(tokens: Tokens, gone: set[int], cjk: tuple[bool, ...]) -> tuple[list[str], list[str]]:
+    """The words and gaps left once the tokens `gone` are dropped, their punctuation passed on."""
     words, gaps, lead_pending = [], [], ""
     last_kept = -1
     for index, token in enumerate(tokens.words):
@@ -248,17 +275,7 @@ def delete(text: str, rng: random.Random, params: DeleteOp, vocab: Vocab) -> str
             token, lead_pending = lead_pending + token, ""
         words.append(token)
         last_kept = index
-    if first_word in gone:
-        # The sentence's first word went: its capital passes to the new first word.
-        source = split_core(tokens.words[first_word])[1]
-        for position, token in enumerate(words):
-            lead, core, trail = split_core(token)
-            if is_word(core):
-                if source[:1].isupper() and core[:1].islower():
-                    words[position] = lead + core[:1].upper() + core[1:] + trail
-                break
-    tokens.words, tokens.gaps = words, gaps
-    return tokens.text()
+    return words, gaps
 
 
 OPS: dict[str, Callable[..., str | None]] = {

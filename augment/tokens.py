@@ -28,7 +28,7 @@ _WORD = regex.compile(r"[\p{L}\p{N}]")
 _CJK = regex.compile(r"[\p{Han}\p{Hiragana}\p{Katakana}]")
 _GRAPHEME = regex.compile(r"\X", regex.S)
 MEMO_LIMIT = 500_000  # entries any per-process memo of the ops holds before it starts over
-PARSE_CACHE = 256  # recent texts whose parse is kept: every row of a chunk the augmenter works on at once
+PARSE_CACHE = 1024  # recent texts whose parse is kept: every row of a chunk the augmenter works on at once
 
 
 class Parsed(NamedTuple):

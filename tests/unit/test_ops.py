@@ -175,6 +175,18 @@ def test_delete_drops_words_never_all_and_respects_bounds(real, vocab):
     assert len(everything.split()) == 1
 
 
+def test_delete_of_bare_words_filters_as_the_general_path_would(real, punctuated, vocab, monkeypatch):
+    """Dropping words without punctuation from single-spaced text takes a shortcut; it must give what
+    the general path (punctuation passed on, gaps chosen) gives, capital passing included."""
+    params = op("delete", rate=0.3)
+    texts = [t for t in real + punctuated if "  " not in t]
+    capitals = [" ".join(w.capitalize() for w in t.split()) for t in real[:40]]
+    fast = [ops.delete(t, random.Random(n), params, vocab) for n, t in enumerate(texts + capitals)]
+    monkeypatch.setattr(ops, "_bare", lambda token: False)
+    general = [ops.delete(t, random.Random(n), params, vocab) for n, t in enumerate(texts + capitals)]
+    assert fast == general and sum(a != b for a, b in zip(fast, texts + capitals)) > len(fast) // 2
+
+
 def test_delete_moves_punctuation_to_a_neighbour_and_keeps_line_breaks(vocab):
     text = "Slow, dull and long.\n\nStill worth it"
     seen_break = 0
@@ -256,3 +268,12 @@ def test_op_params_reject_bad_bounds():
     with pytest.raises(ValueError):
         op("substitute", rate=0)
     assert op("reorder").edit_bound == 1.0 and op("delete").edit_bound == 0.5
+
+
+def test_a_parents_normalized_form_from_its_parse_is_normalize(real):
+    """The duplicate guard takes a parent's normalized form from its cached parse: the same string
+    normalize() gives, whatever the whitespace, case folding or script."""
+    odd = ["  Straße \t und\n\nSTRASSE  ", "İstanbul\u00a0NIGHTS", "电影 很好看。The film is GOOD",
+           "one\u2003two\x1cthree", "", "   "]
+    for text in real + odd:
+        assert measures.normalize_parsed(text) == measures.normalize(text), repr(text)
