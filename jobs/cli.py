@@ -102,7 +102,7 @@ def run(spec: str = typer.Argument(..., metavar="SPEC", help="Job spec (YAML), o
             return
         _check_ray_address()
         log = run_log_path(job)
-        from jobs.pipeline import shutdown_ray
+        from jobs.ray_session import shutdown_ray
         from jobs.runner import run_job
         from jobs.terminal import run_shown
 

@@ -19,7 +19,7 @@ def train_command(spec: str = typer.Argument(..., metavar="SPEC", help="Train sp
     Ray Train's own output goes to a log file (shown too with --verbose)."""
     from jobs.cli import _check_ray_address, run_log_path
     from jobs.errors import SpecError
-    from jobs.pipeline import shutdown_ray
+    from jobs.ray_session import shutdown_ray
     from jobs.terminal import run_shown
     from jobs.train.runner import train
     from jobs.train.spec import load_train_spec

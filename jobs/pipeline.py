@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 
 import pyarrow as pa
 
@@ -18,66 +17,11 @@ from jobs.errors import RaybatchError
 from jobs.inputs import Shard, resolve_filesystem
 from jobs.plan import JobPlan
 from jobs.progress import SHARD_ROWS_KEY
-from jobs.ray_address import cluster_address
+from jobs.ray_session import cluster_cpus_and_gpus, init_ray, is_embedded
 from jobs.reader import read_shard
-from jobs.reaper import REAPER_TAG
 from jobs.segments import Segment, split
 from jobs.stages.base import KEYS_PREFIX, StageContext, StageParams
 from jobs.workers import StageActor, StageTask
-
-
-# Whether this process started the Ray it uses (one node, this machine): a Ray someone else started
-# may have other nodes, even without RAY_ADDRESS.
-_embedded = False
-
-
-def init_ray(num_cpus: int | None = None) -> None:
-    """Connect to RAY_ADDRESS when set (cluster or `ray job submit`), else start an embedded Ray
-    sized to this machine. The embedded one lives and dies with this process."""
-    if "ray" in sys.modules and sys.modules["ray"].is_initialized():
-        return
-    address = cluster_address(os.environ["RAY_ADDRESS"]) if os.environ.get("RAY_ADDRESS") else None
-    import ray
-
-    global _embedded
-    os.environ.setdefault("RAY_DEDUP_LOGS", "1")
-    if address:
-        ray.init(address=address, logging_level="WARNING", log_to_driver=True)
-    else:
-        _start_reaper()
-        try:
-            ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, logging_level="WARNING",
-                     log_to_driver=True)
-            _embedded = True
-        finally:  # Ray's processes have it; what this process starts later is not Ray's
-            os.environ.pop(REAPER_TAG, None)
-
-
-def shutdown_ray() -> None:
-    """Stop the embedded Ray (or leave the cluster) while its output still goes to the run's log:
-    at exit, its dying workers' last words would otherwise reach the terminal."""
-    global _embedded
-    if "ray" in sys.modules and sys.modules["ray"].is_initialized():
-        sys.modules["ray"].shutdown()
-    _embedded = False
-
-
-def _start_reaper() -> None:
-    """A watcher in its own session that stops this embedded Ray if this process is killed."""
-    import subprocess
-    import sys
-    import uuid
-
-    os.environ[REAPER_TAG] = f"{os.getpid()}-{uuid.uuid4().hex}"  # inherited by every Ray process
-    subprocess.Popen([sys.executable, "-m", "jobs.reaper", str(os.getpid())], start_new_session=True,
-                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-
-def cluster_cpus_and_gpus() -> tuple[float, float]:
-    import ray
-
-    resources = ray.cluster_resources()
-    return resources.get("CPU", 1.0), resources.get("GPU", 0.0)
 
 
 def actor_threads(pools: list[dict], total_cpus: float, local: bool) -> int:
@@ -208,7 +152,7 @@ def execute(plan: JobPlan, shards: list[Shard], segment: Segment | None = None, 
                                 batch_format="pyarrow", zero_copy_batch=True,
                                 num_cpus=min(params.resources.num_cpus, 1.0))
     scrubbers = [f for f in (cls.scrubber(p) for cls, p in zip(plan.stage_classes, spec.stages)) if f]
-    fuse_writes = _embedded and not in_actors[steps[-1].stage]  # a Ray of this machine alone, a task stage last
+    fuse_writes = is_embedded() and not in_actors[steps[-1].stage]  # a Ray of this machine alone, a task stage last
     sink = _make_sink(plan.output, plan.schema.names, spec.output.compression, spec.output.shared_filesystem,
                       fuse_writes, segment, _chain(scrubbers))
     _hide_ray_data_errors_on_console()

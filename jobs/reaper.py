@@ -1,7 +1,7 @@
 """Watches an embedded Ray's driver and kills the Ray processes it started if the driver dies
 without shutting them down (kill -9, OOM kill). Ray's own agents otherwise linger for minutes.
 
-Started by `jobs.pipeline.init_ray` as `python -m jobs.reaper DRIVER_PID` in its own session.
+Started by `jobs.ray_session.init_ray` as `python -m jobs.reaper DRIVER_PID` in its own session.
 The driver first puts a tag unique to it in its environment (`REAPER_TAG`). Every process Ray
 starts inherits it, so a worker found nowhere in the driver's tree (its parent, the raylet, died
 first and it went to init) is still found by its tag.

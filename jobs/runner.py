@@ -20,7 +20,8 @@ from jobs.crashpoints import crash_point
 from jobs.errors import JobFailed
 from jobs.incremental import IncrementalState, state_dir
 from jobs.lock import RunLock
-from jobs.pipeline import execute, init_ray, progress_labels
+from jobs.pipeline import execute, progress_labels
+from jobs.ray_session import init_ray
 from jobs.plan import JobPlan
 from jobs.progress import RunProgress
 from jobs.segments import split

@@ -149,7 +149,7 @@ def _fit(plan: TrainPlan, staging: Path, resume_from: str | None) -> tuple[dict,
     from ray.train import DataConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
-    from jobs.pipeline import init_ray
+    from jobs.ray_session import init_ray
     from jobs.train.loop import train_loop
 
     spec, data = plan.spec, plan.data
