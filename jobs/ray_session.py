@@ -3,7 +3,9 @@ this machine, watches (jobs/reaper.py) and stops."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import subprocess
 import sys
 
 from jobs.ray_address import cluster_address
@@ -38,6 +40,7 @@ def init_ray(num_cpus: int | None = None) -> None:
 
 
 def is_embedded() -> bool:
+    """Whether the Ray in use is the one `init_ray` started here: this machine's alone."""
     return _embedded
 
 
@@ -46,9 +49,11 @@ def shutdown_ray() -> None:
     at exit, its dying workers' last words would otherwise reach the terminal."""
     global _embedded
     if "ray" in sys.modules and sys.modules["ray"].is_initialized():
-        if _embedded:
-            _stop_autoscaler_monitor()
-        sys.modules["ray"].shutdown()
+        try:
+            if _embedded:
+                _stop_autoscaler_monitor()
+        finally:
+            sys.modules["ray"].shutdown()
     _embedded = False
 
 
@@ -65,13 +70,12 @@ def _stop_autoscaler_monitor() -> None:
     for info in processes:
         if info.process.poll() is None:
             info.process.kill()
-            info.process.wait(timeout=5)
+            with contextlib.suppress(subprocess.TimeoutExpired):  # Ray's shutdown waits for it again
+                info.process.wait(timeout=5)
 
 
 def _start_reaper() -> None:
     """A watcher in its own session that stops this embedded Ray if this process is killed."""
-    import subprocess
-    import sys
     import uuid
 
     os.environ[REAPER_TAG] = f"{os.getpid()}-{uuid.uuid4().hex}"  # inherited by every Ray process

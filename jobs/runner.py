@@ -21,9 +21,9 @@ from jobs.errors import JobFailed
 from jobs.incremental import IncrementalState, state_dir
 from jobs.lock import RunLock
 from jobs.pipeline import execute, progress_labels
-from jobs.ray_session import init_ray
 from jobs.plan import JobPlan
 from jobs.progress import RunProgress
+from jobs.ray_session import init_ray
 from jobs.segments import split
 from jobs.stages.base import StageContext
 from jobs.workers import progress_board
