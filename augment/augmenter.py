@@ -26,8 +26,15 @@ RULE_CHUNK = 256
 
 def derive_seed(seed: int, row_id: str, copy: int, op: str, attempt: int) -> int:
     """A copy's seed: a hash of what identifies it, never of order, block or worker."""
-    key = f"{seed}\x1f{row_id}\x1f{copy}\x1f{op}\x1f{attempt}".encode()
-    return int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "little") & _SEED_MASK
+    return derive_seeds(seed, [row_id], copy, op, attempt)[0]
+
+
+def derive_seeds(seed: int, row_ids: list[str], copy: int, op: str, attempt: int) -> list[int]:
+    """`derive_seed` for many rows' same copy and attempt: the key's fixed parts are formatted once."""
+    head, tail = f"{seed}\x1f", f"\x1f{copy}\x1f{op}\x1f{attempt}"
+    blake2b, from_bytes = hashlib.blake2b, int.from_bytes
+    return [from_bytes(blake2b((head + row_id + tail).encode(), digest_size=8).digest(), "little") & _SEED_MASK
+            for row_id in row_ids]
 
 
 def first_plan(seed: int, row_id: str, plans: int) -> int:
@@ -199,7 +206,7 @@ class Augmenter:
         for attempt in range(plan.retries + 1):
             if not pending:
                 break
-            seeds = [derive_seed(self.seed, row_ids[k], copy, label, attempt) for k in pending]
+            seeds = derive_seeds(self.seed, [row_ids[k] for k in pending], copy, label, attempt)
             outs = self._run([texts[k] for k in pending], seeds, plan.specs)
             again = []
             for k, seed, (out, idle) in zip(pending, seeds, outs):

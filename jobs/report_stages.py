@@ -187,8 +187,15 @@ def _examples(rows, copies, column: str | None, specs: list[dict]) -> str | None
     """A handful of copies next to their parents (when the output keeps the originals)."""
     if not column or column not in rows.column_names or not copies.num_rows:
         return None
-    parents = dict(zip(rows["row_id"].to_pylist(), rows[column].to_pylist())) if "row_id" in rows.column_names else {}
     chosen = copies.slice(0, SAMPLE_ROWS).to_pylist()
+    parents = {}
+    if "row_id" in rows.column_names:  # only the shown copies' parents, not a dict of every row read
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        wanted = pa.array([c.get("parent_id") for c in chosen], rows["row_id"].type)
+        found = rows.filter(pc.is_in(rows["row_id"], value_set=wanted))
+        parents = dict(zip(found["row_id"].to_pylist(), found[column].to_pylist()))
     shown, _ = _masked([[c.get("aug_op") or "-", parents.get(c.get("parent_id"), "(original not kept)"), c[column]]
                         for c in chosen], specs)
     return "<h3>Before and after</h3>" + table(["op", "before", "after"], shown, text=True)
