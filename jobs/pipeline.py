@@ -99,6 +99,11 @@ def _label(plan: JobPlan, index: int, keys: bool) -> str:
     return f"{name} (keys)" if keys else name
 
 
+def load_ray_data() -> None:
+    """Import Ray Data (about half a second of imports) ahead of `execute`, e.g. while Ray starts."""
+    import ray.data  # noqa: F401
+
+
 def execute(plan: JobPlan, shards: list[Shard], segment: Segment | None = None, board: str | None = None) -> None:
     """Run `shards` through one segment of the stages (all of them by default) into staging; raise
     one of our errors on failure. Workers tell `board` (jobs/progress.py) what each block did."""

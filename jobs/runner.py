@@ -20,7 +20,7 @@ from jobs.crashpoints import crash_point
 from jobs.errors import JobFailed
 from jobs.incremental import IncrementalState, state_dir
 from jobs.lock import RunLock
-from jobs.pipeline import execute, progress_labels
+from jobs.pipeline import execute, load_ray_data, progress_labels
 from jobs.plan import JobPlan
 from jobs.progress import RunProgress
 from jobs.ray_session import init_ray
@@ -130,11 +130,10 @@ def _row_ids_while_ray_starts(plan: JobPlan, progress: RunProgress) -> JobPlan:
 
 
 def _row_ids_and_ray_data(plan: JobPlan) -> JobPlan:
-    """The plan with its row ids, and Ray Data imported: half a second this process would
+    """The plan with its row ids, and Ray Data loaded: half a second this process would
     otherwise spend after Ray is up, before its first block, while here it waits for Ray."""
     planned = plan.with_row_ids()
-    import ray.data  # noqa: F401
-
+    load_ray_data()
     return planned
 
 
