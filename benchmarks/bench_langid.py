@@ -1,6 +1,7 @@
 """Benchmark: the langid stage's identifier (`jobs.hygiene.langid.LanguageId.detect_many`, as the
 stage calls it per batch) against plain `py3langid.classify` row by row, on real translated
-sentences of fourteen languages (the gettext catalogs of /usr/share/locale, tests/helpers/lang_corpus.py).
+sentences of fourteen languages (Debian's gettext catalogs, frozen in tests/data/lang_sentences.json.gz;
+tests/helpers/lang_corpus.py).
 
 - Accuracy: overall, per language, and on the harder slice: Chinese rows with an English phrase
   inserted (label zh) and 2-3 word messages of every language. "und" counts as wrong.

@@ -10,9 +10,6 @@ from jobs.hygiene import langid
 from jobs.hygiene.langid import UNDETERMINED, LanguageId
 from tests.helpers import lang_corpus
 
-needs_catalogs = pytest.mark.skipif(lang_corpus.available() != lang_corpus.FOURTEEN,
-                                    reason="needs the gettext catalogs of /usr/share/locale")
-
 
 @pytest.fixture(scope="module")
 def model() -> LanguageId:
@@ -51,14 +48,12 @@ def test_script_rules_and_the_model_name_the_language(model, text, code):
     assert found == code and 0.3 < score <= 1.0
 
 
-@needs_catalogs
 @pytest.mark.parametrize("lang", ["ja", "ko", "zh"])
 def test_cjk_scripts_decide_real_sentences(model, lang):
     texts = sentences(lang)
     assert accuracy([code for code, _ in model.detect_many(texts)], [(t, lang) for t in texts]) >= 0.95
 
 
-@needs_catalogs
 def test_ukrainian_and_russian_are_told_apart(model):
     rows = lang_corpus.labelled_sentences(("ru", "uk"), per_lang=100)
     found = [code for code, _ in model.detect_many([text for text, _ in rows])]
@@ -76,7 +71,6 @@ def test_english_words_in_a_chinese_row_lower_its_score(model):
     assert mixed_score < pure_score
 
 
-@needs_catalogs
 def test_code_mixed_chinese_rows_stay_chinese(model):
     rows = lang_corpus.code_mixed_chinese(100)
     found = model.detect_many([text for text, _ in rows])
@@ -112,7 +106,6 @@ def test_odd_strings_never_raise(model):
     assert langid.detect("\ud800") == (UNDETERMINED, 0.0)
 
 
-@needs_catalogs
 def test_the_batch_path_gives_the_row_path_answers(model):
     rows = lang_corpus.labelled_sentences(per_lang=30, seed=3) + lang_corpus.mixed_sentences(count=30)
     texts = [text for text, _ in rows]
@@ -131,7 +124,6 @@ def test_candidate_sets_stay_on_their_instance():
         LanguageId(languages={"Latin": ("en", "xx")})
 
 
-@needs_catalogs
 def test_accuracy_beats_plain_py3langid_on_fourteen_languages(model):
     rows = lang_corpus.labelled_sentences(per_lang=100)
     assert len(rows) == 1400
@@ -140,7 +132,6 @@ def test_accuracy_beats_plain_py3langid_on_fourteen_languages(model):
     assert ours >= theirs and ours >= 0.9, (ours, theirs)
 
 
-@needs_catalogs
 def test_the_corpus_is_deterministic_and_labelled():
     first = lang_corpus.labelled_sentences(per_lang=20, seed=7)
     assert first == lang_corpus.labelled_sentences(per_lang=20, seed=7)
